@@ -1,0 +1,91 @@
+# cowlab: build, boot and test a Linux 6.12 kernel with the COW series.
+# `make help` lists the targets; README.md explains them.
+
+# The kernel base, pinned here and nowhere else.
+LINUX_DEB_VERSION := 6.12.117-1~deb12u1
+
+KSRC    ?=
+ACCEL   ?= auto
+CPUS    ?= 2
+MEM     ?= 6144
+CONFIG  ?=
+TARGETS ?= cow
+export LINUX_DEB_VERSION KSRC ACCEL CPUS MEM
+
+B          := build
+SRC        := $(B)/linux
+STOCK_SRC  := $(B)/linux-stock
+FRAGS      := configs/qemu.config $(if $(filter debug,$(CONFIG)),configs/debug.config)
+SUFFIX     := $(if $(CONFIG),-$(CONFIG))
+OBJ        := $(B)/obj$(SUFFIX)
+STOCK_OBJ  := $(B)/obj-stock$(SUFFIX)
+GUEST      := $(B)/guest$(SUFFIX)
+BZIMAGE    := $(OBJ)/arch/x86/boot/bzImage
+INITRD     := $(GUEST)/initramfs.cpio
+SELFTESTS_PATCH := patches/0099-selftests-cow-add-the-cow-kselftest-target.patch
+
+.DEFAULT_GOAL := run
+.PHONY: run check kselftest kernel initramfs qemu stock lint clean help \
+	deps source stock-source guest-programs selftests-patch
+
+help:
+	@echo 'make run        build, boot, run the benchmarks, write out/report.md (default)'
+	@echo 'make check      build, boot, run kselftest cow + upstream mm/cow under every knob'
+	@echo 'make kselftest TARGETS="cow ..."   run those kselftest targets in the guest'
+	@echo 'make kernel | initramfs | qemu      the steps; qemu = interactive guest shell'
+	@echo 'make stock      the same kernel without the series ($(STOCK_OBJ))'
+	@echo 'make lint       checkpatch --strict, shellcheck, series applies, selftests patch in sync'
+	@echo 'make selftests-patch   regenerate $(SELFTESTS_PATCH) from selftests/cow'
+	@echo 'make clean      remove build/ and out/'
+	@echo 'variables: KSRC=<6.12.y tree> ACCEL=auto|kvm|tcg|icount CPUS=2 MEM=6144 CONFIG=debug'
+
+deps:
+	@scripts/deps.sh
+
+source: deps
+	@scripts/source.sh $(SRC) series
+
+stock-source: deps
+	@scripts/source.sh $(STOCK_SRC) stock
+
+kernel: source
+	@scripts/build-kernel.sh $(SRC) $(OBJ) $(FRAGS)
+
+stock: stock-source
+	@scripts/build-kernel.sh $(STOCK_SRC) $(STOCK_OBJ) $(FRAGS)
+
+# Guest programs: the kselftest targets, the upstream mm/cow suite (built
+# from the kernel tree, unmodified) and the benchmarks.
+guest-programs: kernel
+	@scripts/ksft-build.sh $(SRC) $(OBJ) $(GUEST)/ksft $(TARGETS)
+	@scripts/ksft-build.sh $(SRC) $(OBJ) $(GUEST)/ksft-mm mm:cow
+	@scripts/bench-build.sh $(OBJ) $(GUEST)/bench
+
+initramfs: guest-programs
+	@scripts/initramfs.sh $(OBJ)/usr/gen_init_cpio $(INITRD) \
+		/ksft:$(GUEST)/ksft /ksft-mm:$(GUEST)/ksft-mm /bench:$(GUEST)/bench
+
+run: initramfs
+	@scripts/qemu-run.sh $(BZIMAGE) $(INITRD) bench out/run
+	@scripts/report.sh out/run out/report.md
+
+check: initramfs
+	@scripts/check.sh $(BZIMAGE) $(INITRD)
+
+kselftest: initramfs
+	@scripts/qemu-run.sh $(BZIMAGE) $(INITRD) kselftest out/kselftest
+	@tr -d '\r' <out/kselftest.out | grep -v '^cowlab-done' >out/kselftest.tap
+	@scripts/tap-count.sh out/kselftest.tap | tee out/kselftest.summary
+	@grep -q ' 0 failed' out/kselftest.summary
+
+qemu: initramfs
+	@scripts/qemu-run.sh $(BZIMAGE) $(INITRD) shell out/qemu
+
+selftests-patch: stock-source
+	@scripts/selftests-patch.sh $(STOCK_SRC) $(SELFTESTS_PATCH)
+
+lint: stock-source
+	@scripts/lint.sh $(STOCK_SRC) $(SELFTESTS_PATCH)
+
+clean:
+	rm -rf $(B) out

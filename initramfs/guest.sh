@@ -1,0 +1,183 @@
+# shellcheck shell=sh
+# cowlab guest helpers, sourced by /init (busybox sh).
+
+# The sysctl settings under which `make check` runs the upstream mm/cow suite
+# (SPEC.md "Tests"). One setting a line; "-" means every knob at its default.
+KNOB_SETTINGS='-
+cow_precopy_pages=15
+cow_precopy_adaptive=1
+cow_thp_mode=copy
+cow_latency_sample=1'
+
+# Every knob with its default, restored between runs.
+KNOB_DEFAULTS='cow_latency_sample=0 cow_latency_warn_ns=0 cow_precopy_pages=0
+cow_precopy_adaptive=0 cow_thp_mode=split'
+
+say() { echo "$*" >/dev/console; }
+
+# cmdline_arg NAME: the value of NAME=VALUE on the kernel command line.
+cmdline_arg() {
+	read -r cl </proc/cmdline
+	for w in $cl; do
+		case $w in "$1"=*) echo "${w#*=}" ;; esac
+	done
+}
+
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+# Enable every THP size and the huge zero page and put swap on a RAM disk
+# (hugetlb pages are reserved on the kernel command line), so that the upstream mm/cow suite skips as little as
+# the machine allows.
+setup_memory() {
+	thp=/sys/kernel/mm/transparent_hugepage
+	if [ -d $thp ]; then
+		echo always >$thp/enabled
+		echo 1 >$thp/use_zero_page
+		for d in "$thp"/hugepages-*kB; do
+			[ -f "$d/enabled" ] && echo inherit >"$d/enabled"
+		done
+	fi
+	if [ -b /dev/ram0 ] && mkswap /dev/ram0 >/dev/null 2>&1; then
+		swapon /dev/ram0 2>/dev/null
+	fi
+}
+
+# knobs_reset: every cow knob that this kernel has back to its default.
+knobs_reset() {
+	for kv in $KNOB_DEFAULTS; do
+		f=/proc/sys/vm/${kv%%=*}
+		[ -f "$f" ] && echo "${kv#*=}" >"$f"
+	done
+}
+
+T=0
+# tap STATUS NAME [DIRECTIVE]: one top-level TAP result.
+tap() {
+	T=$((T + 1))
+	echo "$1 $T $2${3:+ # $3}"
+}
+
+# run_prog NAME TIMEOUT DIR CMD...: run one test program, its output
+# indented as a kselftest sub-stream, and report it as one TAP result.
+run_prog() {
+	name=$1 to=$2 dir=$3
+	shift 3
+	echo "# selftests: $name"
+	t0=$(uptime_s)
+	(
+		cd "$dir" || exit 1
+		timeout -s KILL "$to" "$@" </dev/null 2>&1
+		echo $? >/tmp/rc
+	) | sed 's/^/# /'
+	rc=$(cat /tmp/rc)
+	el=$(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { printf "%d", b - a }')
+	echo "# $name: exit $rc after ${el}s"
+	case $rc in
+	0) tap ok "$name" ;;
+	4) tap ok "$name" SKIP ;;
+	137) if [ "$el" -ge "$to" ]; then
+		tap "not ok" "$name" "TIMEOUT ${to}s"
+	else
+		tap "not ok" "$name" "killed (SIGKILL)"
+	fi ;;
+	*) tap "not ok" "$name" "exit=$rc" ;;
+	esac
+}
+
+# run_ksft DIR: every program of an installed kselftest tree
+# (DIR/kselftest-list.txt lists COLLECTION:PROGRAM), with the timeout of
+# the collection's settings file (kselftest's default: 45 s).
+run_ksft() {
+	[ -f "$1/kselftest-list.txt" ] || return 0
+	while IFS=: read -r col prog; do
+		to=45
+		s=$1/$col/settings
+		[ -f "$s" ] && to=$(sed -n 's/^timeout=//p' "$s")
+		run_prog "$col: $prog" "${to:-45}" "$1/$col" "./$prog"
+	done <"$1/kselftest-list.txt"
+}
+
+# run_mm_cow SETTING: the upstream mm/cow suite under one knob setting.
+run_mm_cow() {
+	name="mm: cow [${1}]"
+	[ "$1" = - ] && name="mm: cow [all knobs off]"
+	knobs_reset
+	for kv in $1; do
+		[ "$kv" = - ] && continue
+		f=/proc/sys/vm/${kv%%=*}
+		if [ ! -f "$f" ]; then
+			tap ok "$name" "SKIP vm.${kv%%=*} not in this kernel"
+			return 0
+		fi
+		if ! echo "${kv#*=}" >"$f" || [ "$(cat "$f")" != "${kv#*=}" ]; then
+			tap "not ok" "$name" "cannot set vm.$kv"
+			return 0
+		fi
+	done
+	run_prog "$name" "${MM_COW_TIMEOUT:-600}" /ksft-mm/mm ./cow
+	knobs_reset
+}
+
+job_kselftest() {
+	echo "TAP version 13"
+	run_ksft /ksft
+	echo "1..$T"
+}
+
+job_check() {
+	echo "TAP version 13"
+	run_ksft /ksft
+	echo "$KNOB_SETTINGS" | while read -r s; do
+		run_mm_cow "$s"
+		echo "$T" >/tmp/T
+	done
+	T=$(cat /tmp/T)
+	echo "1..$T"
+}
+
+# smoke: what the kernel under test offers, as KEY=VALUE lines.
+job_smoke() {
+	echo "kernel=$(uname -r)"
+	echo "version=$(cat /proc/version)"
+	echo "uptime_at_job_s=$(uptime_s)"
+	echo "cpus=$(nproc)"
+	echo "mem_total_kb=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)"
+	echo "swap_kb=$(awk '/^SwapTotal/ { print $2 }' /proc/meminfo)"
+	thp=/sys/kernel/mm/transparent_hugepage
+	echo "thp_enabled=$(cat $thp/enabled 2>/dev/null)"
+	echo "thp_sizes=$(for d in "$thp"/hugepages-*kB; do
+		[ -d "$d" ] && echo "${d##*hugepages-}"
+	done | sort -n | tr '\n' ' ')"
+	for d in /sys/kernel/mm/hugepages/hugepages-*kB; do
+		[ -d "$d" ] && echo "hugetlb_${d##*hugepages-}=$(cat "$d/nr_hugepages")"
+	done
+	for kv in $KNOB_DEFAULTS; do
+		f=/proc/sys/vm/${kv%%=*}
+		if [ -f "$f" ]; then
+			echo "knob_${kv%%=*}=$(cat "$f")"
+		else
+			echo "knob_${kv%%=*}=absent"
+		fi
+	done
+	for c in cow_copy cow_reuse cow_precopy cow_precopy_fail cow_thp_copy \
+		cow_thp_split cow_snapshot_pages; do
+		v=$(awk -v c="$c" '$1 == c { print $2 }' /proc/vmstat)
+		echo "vmstat_$c=${v:-absent}"
+	done
+	if [ -f /sys/kernel/debug/cow/latency ]; then
+		echo "debugfs_cow_latency=present"
+	else
+		echo "debugfs_cow_latency=absent"
+	fi
+	return 0
+}
+
+# bench: the benchmark suite; later issues add programs to /bench.
+job_bench() {
+	job_smoke
+	for b in /bench/*; do
+		[ -x "$b" ] || continue
+		echo "# bench: ${b##*/}"
+		"$b" || echo "bench_failed=${b##*/}"
+	done
+}
