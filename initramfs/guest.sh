@@ -141,6 +141,7 @@ job_smoke() {
 	echo "version=$(cat /proc/version)"
 	echo "uptime_at_job_s=$(uptime_s)"
 	echo "cpus=$(nproc)"
+	echo "clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
 	echo "mem_total_kb=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)"
 	echo "swap_kb=$(awk '/^SwapTotal/ { print $2 }' /proc/meminfo)"
 	thp=/sys/kernel/mm/transparent_hugepage
@@ -172,12 +173,44 @@ job_smoke() {
 	return 0
 }
 
-# bench: the benchmark suite; later issues add programs to /bench.
+# bench: the benchmark suite, as "r KEY=VALUE..." lines for scripts/report.sh.
+# On a kernel without the series only table F's baseline runs.
+BENCH_4K_PAGES=4096
 job_bench() {
 	job_smoke
-	for b in /bench/*; do
-		[ -x "$b" ] || continue
-		echo "# bench: ${b##*/}"
-		"$b" || echo "bench_failed=${b##*/}"
+	b=/bench/cow_fault
+	[ -x $b ] || return 0
+	knob=/proc/sys/vm/cow_latency_sample
+	if [ ! -f $knob ]; then
+		echo "r table=F sample=stock $($b user 4k $BENCH_4K_PAGES)"
+		return 0
+	fi
+	# F: the cost of a 4 KiB COW fault per sampling setting.
+	for s in 0 64 1; do
+		echo $s >$knob
+		echo "r table=F sample=$s $($b user 4k $BENCH_4K_PAGES)"
 	done
+	echo 0 >$knob
+	# A and B: user-side latency with timing off, then the kernel's
+	# phases of the same faults (every one sampled and traced).
+	# CLASS REGIONS HUGETLB_KB
+	printf '%s\n' "4k 2048 0" "thp 16 0" "hugetlb2m 4 2048" "hugetlb1g 1 1048576" |
+		while read -r cls regions kb; do
+			bench_class "$cls" "$regions" "$kb"
+		done
+}
+
+bench_class() {
+	b=/bench/cow_fault knob=/proc/sys/vm/cow_latency_sample
+	if [ "$3" != 0 ]; then
+		free=$(cat "/sys/kernel/mm/hugepages/hugepages-$3kB/free_hugepages" 2>/dev/null)
+		if [ "${free:-0}" -lt $(($2 * 2)) ]; then
+			echo "r table=B class=$1 skipped=need_$(($2 * 2))_free_pages"
+			return 0
+		fi
+	fi
+	echo "r table=B $($b user "$1" "$2")"
+	echo 1 >$knob
+	echo "r table=B $($b trace "$1" "$2")"
+	echo 0 >$knob
 }

@@ -2,7 +2,7 @@
 # Decide ACCEL=auto: print "kvm" when a short KVM boot of this kernel really
 # reaches /init, else "tcg". /dev/kvm alone proves nothing: on nested hosts
 # it exists while a normal guest kernel hangs. The answer is cached in
-# out/accel-probe per host kernel, QEMU version and guest kernel.
+# out/accel-probe per host kernel and QEMU version.
 # Usage: accel-probe.sh KERNEL INITRD
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -10,7 +10,7 @@ set -euo pipefail
 
 kernel=$1 initrd=$2
 cache=out/accel-probe
-key="$(uname -r) $(qemu-system-x86_64 --version | head -n1) $(stat -c %Y "$kernel")"
+key="$(uname -r) $(qemu-system-x86_64 --version | head -n1)"
 if [ -f "$cache" ] && [ "$(sed -n 2p "$cache")" = "$key" ]; then
 	sed -n 1p "$cache"
 	exit 0

@@ -3,7 +3,9 @@
 # Usage: qemu-run.sh KERNEL INITRD JOB OUTPREFIX
 #   writes OUTPREFIX.log (guest console) and OUTPREFIX.out (results channel)
 # env: ACCEL=auto|kvm|tcg|icount (auto: KVM if a probe boot works, else TCG)
-#      CPUS (2), MEM (MiB, 6144), TIMEOUT (s, 1500), APPEND (extra cmdline),
+#      ACCEL_FALLBACK (what auto uses without KVM: tcg, or icount for
+#      benchmarks), CPUS (2), MEM (MiB, 6144), TIMEOUT (s, 1500),
+#      APPEND (extra cmdline),
 #      QUIET=1 (do not stream result lines)
 # Exit: 0 when the guest finished its job, 1 when it crashed, hung or
 # never reached /init (the console log is named).
@@ -22,7 +24,11 @@ res=$prefix.out
 [ -f "$initrd" ] || die "no initramfs $initrd"
 mkdir -p "$(dirname "$prefix")"
 
-[ "$accel" = auto ] && accel=$("$(dirname "$0")/accel-probe.sh" "$kernel" "$initrd")
+if [ "$accel" = auto ]; then
+	accel=$("$(dirname "$0")/accel-probe.sh" "$kernel" "$initrd")
+	# Benchmarks ask for a deterministic fallback (ACCEL_FALLBACK=icount).
+	[ "$accel" = tcg ] && accel=${ACCEL_FALLBACK:-tcg}
+fi
 
 args=(-nodefaults -no-user-config -machine pc -display none -no-reboot
 	-m "$mem" -smp "$cpus" -kernel "$kernel" -initrd "$initrd")
@@ -45,7 +51,7 @@ esac
 # hole leaves no two free aligned GiBs below 6 GiB of guest RAM.
 huge=""
 [ "$mem" -ge 6144 ] && huge="hugepagesz=1G hugepages=2"
-cmdline="console=ttyS0 panic=-1 loglevel=4 brd.rd_nr=1 brd.rd_size=262144"
+cmdline="console=ttyS0 panic=-1 loglevel=7 brd.rd_nr=1 brd.rd_size=262144"
 cmdline+=" hugepagesz=2M hugepages=16${huge:+ $huge} cowlab.job=$job${APPEND:+ $APPEND}"
 
 if [ "$job" = shell ]; then
@@ -65,7 +71,7 @@ qpid=$!
 if [ "${QUIET:-0}" != 1 ]; then
 	# Stream the top-level results and failing sub-tests as they arrive.
 	tail -n +1 -s 1 -f --pid="$qpid" "$res" 2>/dev/null |
-		grep --line-buffered -E '^(ok|not ok|# not ok|bench:)' || true
+		grep --line-buffered -E '^(ok|not ok|# not ok|r )' || true
 fi
 rc=0
 wait "$qpid" || rc=$?

@@ -1,44 +1,209 @@
 #!/usr/bin/env bash
-# Turn the results of a `make run` guest job into the report.
-# Usage: report.sh PREFIX REPORT.md
-#   PREFIX  the qemu-run.sh output prefix (PREFIX.out, PREFIX.meta)
+# Turn the results of the `make run` guest jobs into the report.
+# Usage: report.sh SERIES_PREFIX STOCK_PREFIX REPORT.md
+#   *_PREFIX  qemu-run.sh output prefixes (PREFIX.out results, PREFIX.meta)
+# Writes REPORT.md and gnuplot PNGs beside it; prints the report.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-prefix=$1 report=$2
-res=$prefix.out
-[ -f "$res" ] || die "no results $res: did the guest run?"
-val() { tr -d '\r' <"$res" | sed -n "s/^$1=//p" | head -n 1; }
-accel=$(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$prefix.meta")
-case $accel in
-icount) mode="QEMU TCG, -icount shift=0 (1 ns = 1 guest instruction)" ;;
-tcg) mode="QEMU TCG (wall-clock guest time)" ;;
-kvm) mode="QEMU KVM" ;;
-*) mode="QEMU $accel" ;;
-esac
+series=$1 stock=$2 report=$3
+outdir=$(dirname "$report")
+for p in "$series" "$stock"; do
+	[ -f "$p.out" ] || die "no results $p.out: did the guest run?"
+done
+
+# val PREFIX KEY: a KEY=VALUE line of the smoke section.
+val() { tr -d '\r' <"$1.out" | sed -n "s/^$2=//p" | head -n 1; }
+
+# get PREFIX KEY COND...: KEY's value on the first "r" result line that
+# has every COND (KEY=VALUE) among its fields; empty when there is none.
+get() {
+	local f=$1.out key=$2
+	shift 2
+	tr -d '\r' <"$f" | awk -v key="$key" -v conds="$*" '
+		BEGIN { n = split(conds, c, " ") }
+		/^r / {
+			for (i = 1; i <= n; i++)
+				if (index(" " $0 " ", " " c[i] " ") == 0)
+					next
+			for (i = 2; i <= NF; i++) {
+				split($i, kv, "=")
+				if (kv[1] == key) { print kv[2]; exit }
+			}
+		}'
+}
+
+mode_of() {
+	case $(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$1.meta") in
+	icount) echo "QEMU TCG -icount shift=0: 1 ns = 1 guest instruction, deterministic" ;;
+	tcg) echo "QEMU TCG: wall-clock guest time, emulation noise included" ;;
+	kvm) echo "QEMU KVM: hardware time" ;;
+	*) echo "QEMU (unknown mode)" ;;
+	esac
+}
+
+# ratio A B: A/B with 2 decimals, or "-".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+# pct A B: (A-B)/B in percent with a sign, or "-".
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%+.2f%%", (a - b) * 100 / b }'; }
+# sub A B: A-B, or "-".
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-"; else print a - b }'; }
+or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "-"; fi; }
+
+tables() {
+	u50=$(get "$series" lat_p50 table=B mode=user class=4k)
+	u99=$(get "$series" lat_p99 table=B mode=user class=4k)
+	echo "## A. Anatomy of one 4 KiB COW fault"
+	echo
+	echo "Kernel $kernel; $mode. Units: ns (guest). A process writes one byte to each of 2048 COW-shared 4 KiB pages."
+	echo "User side: the write timed in the process with vm.cow_latency_sample=0 (timer overhead subtracted)."
+	echo "Kernel side: the same faults with vm.cow_latency_sample=1, read from the cow:cow_copy tracepoint."
+	echo
+	echo "| part | p50 ns | p99 ns | share of the user p50 |"
+	echo "| --- | ---: | ---: | ---: |"
+	echo "| write fault seen by the process | $(or_dash "$u50") | $(or_dash "$u99") | 100% |"
+	for ph in alloc copy map total; do
+		p50=$(get "$series" "${ph}_p50" table=B mode=trace class=4k)
+		p99=$(get "$series" "${ph}_p99" table=B mode=trace class=4k)
+		share=$(awk -v a="$p50" -v b="$u50" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.0f%%", a * 100 / b }')
+		case $ph in
+		alloc) label="kernel: alloc (folio allocation + memcg charge)" ;;
+		copy) label="kernel: copy (4 KiB)" ;;
+		map) label="kernel: map (PTL, PTE switch, rmap, TLB flush)" ;;
+		total) label="kernel: total" ;;
+		esac
+		echo "| $label | $(or_dash "$p50") | $(or_dash "$p99") | $share |"
+	done
+	t50=$(get "$series" total_p50 table=B mode=trace class=4k)
+	rest=$(minus "$u50" "$t50")
+	printf '"4 KiB COW fault p50" %s %s %s %s\n' \
+		"$(get "$series" alloc_p50 table=B mode=trace class=4k)" \
+		"$(get "$series" copy_p50 table=B mode=trace class=4k)" \
+		"$(get "$series" map_p50 table=B mode=trace class=4k)" "$rest" >"$outdir/table-a.dat"
+	echo "| trap, entry, fault walk, return (user p50 - kernel total p50) | $rest | - | $(awk -v a="$rest" -v b="$u50" 'BEGIN { if (a == "-" || b == "" || b == 0) print "-"; else printf "%.0f%%", a * 100 / b }') |"
+	echo
+	echo "Plot: table-a.png. Each p50 is taken on its own, so the parts need not add up to the total exactly."
+	echo
+
+	echo "## B. COW fault latency by page size"
+	echo
+	echo "Kernel $kernel; $mode. Units: ns (guest); ns/KiB is the user p50 over the page size."
+	echo "First write to a COW-shared page after fork(); kernel total from the cow:cow_copy tracepoint (sample=1)."
+	echo
+	echo "| page | pages written | user p50 | user p99 | kernel total p50 | kernel total p99 | ns per KiB |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	: >"$outdir/table-b.dat"
+	for row in "4k|4 KiB|4|4K" "thp|2 MiB THP, split (copies 4 KiB)|2048|2M THP split" \
+		"hugetlb2m|2 MiB hugetlb|2048|2M hugetlb" "hugetlb1g|1 GiB hugetlb|1048576|1G hugetlb"; do
+		IFS='|' read -r cls label kib short <<<"$row"
+		skip=$(get "$series" skipped table=B class="$cls")
+		if [ -n "$skip" ]; then
+			echo "| $label | - | skipped: ${skip//_/ } | | | | |"
+			continue
+		fi
+		n=$(get "$series" regions table=B mode=user class="$cls")
+		p50=$(get "$series" lat_p50 table=B mode=user class="$cls")
+		p99=$(get "$series" lat_p99 table=B mode=user class="$cls")
+		k50=$(get "$series" total_p50 table=B mode=trace class="$cls")
+		k99=$(get "$series" total_p99 table=B mode=trace class="$cls")
+		echo "| $label | $(or_dash "$n") | $(or_dash "$p50") | $(or_dash "$p99") | $(or_dash "$k50") | $(or_dash "$k99") | $(ratio "$p50" "$kib") |"
+		[ -n "$p50" ] && printf '"%s" %s %s\n' "$short" "$p50" "${k50:-0}" >>"$outdir/table-b.dat"
+	done
+	echo
+	echo "For the THP row the kernel column is the split alone (class pmd_split); the 4 KiB copy after it is a pte event."
+	echo
+	echo "Plot: table-b.png (log scale)."
+	echo
+
+	s0=$(get "$stock" per_fault_ns table=F sample=stock)
+	echo "## F. Overhead of the instrumentation"
+	echo
+	echo "Series: $kernel; stock: $skernel (same config, no series). Modes: series $mode; stock $smode."
+	echo "Units: ns (guest) per 4 KiB COW fault: a loop writing one byte to each of $(get "$series" regions table=F sample=0) COW-shared pages, timed as a whole, divided by the pages."
+	echo
+	echo "| kernel | vm.cow_latency_sample | ns per COW fault | vs stock | fault p50 ns | fault p99 ns |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: |"
+	echo "| stock | - | $(or_dash "$s0") | - | $(or_dash "$(get "$stock" lat_p50 table=F sample=stock)") | $(or_dash "$(get "$stock" lat_p99 table=F sample=stock)") |"
+	for s in 0 64 1; do
+		v=$(get "$series" per_fault_ns table=F sample=$s)
+		echo "| series | $s | $(or_dash "$v") | $(pct "$v" "$s0") | $(or_dash "$(get "$series" lat_p50 table=F sample=$s)") | $(or_dash "$(get "$series" lat_p99 table=F sample=$s)") |"
+	done
+	echo
+	echo "Targets (benchmark, not test): sample=0 within 0.5% of stock, sample=64 within 1%, sample=1 within 5%."
+}
+
+kernel=$(val "$series" kernel)
+skernel=$(val "$stock" kernel)
+mode=$(mode_of "$series")
+smode=$(mode_of "$stock")
+has_series=$(get "$series" per_fault_ns table=F sample=0)
 
 {
 	echo "# cowlab report"
 	echo
-	echo "Kernel: $(val version)"
+	echo "Kernel under test: $(val "$series" version)"
 	echo
-	echo "Mode: $mode, $(val cpus) CPU(s), $(($(val mem_total_kb) / 1024)) MiB"
+	echo "Mode: $mode; $(val "$series" cpus) vCPUs, $(($(val "$series" mem_total_kb) / 1024)) MiB."
 	echo
 	echo "## Smoke: what the kernel under test offers"
 	echo
 	echo "| item | value |"
 	echo "| --- | --- |"
-	echo "| kernel | $(val kernel) |"
-	echo "| /init reached after (guest s) | $(val uptime_at_job_s) |"
-	echo "| THP enabled | $(val thp_enabled) |"
-	echo "| THP sizes | $(val thp_sizes) |"
-	tr -d '\r' <"$res" | sed -n 's/^hugetlb_\([0-9]*kB\)=\(.*\)/| hugetlb \1 pages reserved | \2 |/p'
-	echo "| swap (KiB) | $(val swap_kb) |"
-	tr -d '\r' <"$res" | sed -n 's/^knob_\([a-z_]*\)=\(.*\)/| vm.\1 | \2 |/p'
-	tr -d '\r' <"$res" | sed -n 's/^vmstat_\([a-z_]*\)=\(.*\)/| vmstat \1 | \2 |/p'
-	echo "| debugfs cow/latency | $(val debugfs_cow_latency) |"
+	echo "| kernel | $kernel |"
+	echo "| /init reached after (guest s) | $(val "$series" uptime_at_job_s) |"
+	echo "| clocksource | $(val "$series" clocksource) |"
+	echo "| THP enabled | $(val "$series" thp_enabled) |"
+	echo "| THP sizes | $(val "$series" thp_sizes) |"
+	tr -d '\r' <"$series.out" | sed -n 's/^hugetlb_\([0-9]*kB\)=\(.*\)/| hugetlb \1 pages reserved | \2 |/p'
+	echo "| swap (KiB) | $(val "$series" swap_kb) |"
+	tr -d '\r' <"$series.out" | sed -n 's/^knob_\([a-z_]*\)=\(.*\)/| vm.\1 | \2 |/p'
+	tr -d '\r' <"$series.out" | sed -n 's/^vmstat_\([a-z_]*\)=\(.*\)/| vmstat \1 | \2 |/p'
+	echo "| debugfs cow/latency | $(val "$series" debugfs_cow_latency) |"
+	echo
+
+	if [ -z "$has_series" ]; then
+		echo "The kernel under test has no COW instrumentation: tables A, B and F need the series."
+	else
+		tables
+	fi
 } >"$report"
+
+
+
+if [ -s "$outdir/table-a.dat" ] && command -v gnuplot >/dev/null; then
+	gnuplot <<EOF || note "gnuplot failed: no table-a.png"
+set terminal png size 900,260
+set output "$outdir/table-a.png"
+set title "Anatomy of a 4 KiB COW fault, p50 ns ($kernel, ${mode%%:*})"
+set style data histograms
+set style histogram rowstacked
+set style fill solid 0.8 border -1
+set boxwidth 0.5
+set key outside right
+set grid ytics
+set ylabel "ns (guest)"
+set yrange [0:*]
+plot "$outdir/table-a.dat" using 2:xtic(1) title "alloc", "" using 3 title "copy", "" using 4 title "map", "" using 5 title "trap/entry/walk/return"
+EOF
+fi
+
+if [ -s "$outdir/table-b.dat" ] && command -v gnuplot >/dev/null; then
+	gnuplot <<EOF || note "gnuplot failed: no table-b.png"
+set terminal png size 900,500
+set output "$outdir/table-b.png"
+set title "COW write fault latency by page size ($kernel, ${mode%%:*})"
+set logscale y
+set ylabel "ns (guest), log scale"
+set style data histograms
+set style histogram clustered
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set key top left
+set grid ytics
+plot "$outdir/table-b.dat" using 2:xtic(1) title "user-measured p50", "" using 3 title "kernel total p50"
+EOF
+fi
 
 printf '\n'
 cat "$report"

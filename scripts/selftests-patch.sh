@@ -2,6 +2,7 @@
 # Generate the series' last patch from selftests/cow/ (the source of truth):
 # it adds tools/testing/selftests/cow/, the "cow" TARGETS entry and the
 # directory's MAINTAINERS line (under MEMORY MANAGEMENT, beside mm/).
+# The commit message is scripts/selftests-patch.msg.
 # Usage: selftests-patch.sh BASE_TREE OUT.patch
 #   BASE_TREE  the pristine kernel tree (its selftests Makefile and
 #              MAINTAINERS are the patch's base)
@@ -27,6 +28,12 @@ g init -q
 mkdir -p "$tmp/tools/testing/selftests/cow"
 cp "$base/$mk" "$tmp/$mk"
 cp "$base/MAINTAINERS" "$tmp/MAINTAINERS"
+# The patch sits last in the series: its base is the pristine tree plus
+# what the patches before it do to these two files.
+grep -v '^#' "$top/patches/series" | sed '/^$/d' | sed '$d' | while read -r p; do
+	g apply --include=MAINTAINERS --include="$mk" "$top/patches/$p" ||
+		die "patches/$p does not apply to $base"
+done
 g add -A
 g commit -q -m base
 
@@ -42,23 +49,6 @@ git -C "$top/selftests/cow" ls-files --cached --others --exclude-standard |
 		cp "$top/selftests/cow/$f" "$tmp/tools/testing/selftests/cow/$f"
 	done
 g add -A
-g commit -q -F - <<'MSG'
-selftests/cow: add the cow kselftest target
-
-Add a kselftest target for copy-on-write behaviour, the home of the
-tests for the cowlab series' interfaces.
-
-fork_cow checks the baseline every COW change must keep: after fork(),
-a write by either side is seen by that side only, and a one-byte write
-diverges exactly that byte, for 4 KiB anonymous pages, a PMD-mapped THP
-and 2 MiB and 1 GiB hugetlb pages. A backing the machine cannot provide
-(no THP, too few free hugetlb pages) is skipped with the reason.
-
-The target builds in the tree (make -C tools/testing/selftests
-TARGETS=cow) and, with KSFT_DIR pointing at a tree's selftests
-directory, from the cowlab repository where it is maintained.
-
-Signed-off-by: cowlab developers <dev@cowlab.invalid>
-MSG
+g commit -q -F "$top/scripts/selftests-patch.msg"
 g format-patch -q -1 --zero-commit --no-signature --stdout HEAD >"$out.tmp"
 mv "$out.tmp" "$out"

@@ -49,20 +49,34 @@ fi
 # so 'quilt refresh' in the tree edits the repo's patch files directly.
 ln -sfn "$top/patches" "$dest/patches"
 cd "$dest"
-export QUILT_PATCHES=patches QUILT_PC=.pc
+quilt() { command quilt --quiltrc "$top/scripts/quiltrc" "$@"; }
+# .cowlab-series records "PATCH MD5" for each applied patch. When a patch
+# changed, unwind only down to it, so that files of unchanged patches keep
+# their timestamps and kbuild rebuilds little.
 stamp=.cowlab-series
-want=$(cat patches/series patches/*.patch 2>/dev/null | md5sum | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
-	! quilt unapplied >/dev/null 2>&1; then
-	exit 0
-fi
-# Something changed: unwind whatever is applied and push the series again.
-if quilt applied >/dev/null 2>&1; then
+# Only the diff counts: a commit message edit needs no re-apply.
+want=$(grep -v '^#' patches/series | sed '/^$/d' | while read -r p; do
+	echo "$p $(awk '/^(diff |--- a\/|--- \/dev\/null)/ { d = 1 } d' "patches/$p" | md5sum | cut -d' ' -f1)"
+done)
+have=$(cat "$stamp" 2>/dev/null || true)
+[ "$have" = "$want" ] && [ -n "$want" ] && exit 0
+keep=""
+while read -r line; do
+	[ -n "$line" ] || continue
+	grep -qxF -- "$line" <<<"$want" || break
+	keep=${line%% *}
+done <<<"$have"
+# The tree must hold exactly the unchanged prefix before pushing again.
+if [ -n "$keep" ] && quilt applied 2>/dev/null | grep -qx "patches/$keep"; then
+	if [ "$(quilt top 2>/dev/null)" != "patches/$keep" ]; then
+		run_logged "$log" quilt pop -f "patches/$keep"
+	fi
+elif quilt applied >/dev/null 2>&1; then
 	run_logged "$log" quilt pop -a -f
 fi
-rm -f "$stamp"
+: >"$stamp"
 step "applying patches/series (zero fuzz)"
-if ! quilt push -a --fuzz=0 >"$log" 2>&1; then
+if ! quilt push -a --fuzz=0 >"$log" 2>&1 && ! grep -q 'fully applied' "$log"; then
 	die "the series does not apply to $base with zero fuzz" "$log"
 fi
 if grep -E 'with fuzz|offset' "$log"; then

@@ -85,6 +85,10 @@ FIXTURE_SETUP(cow_fork)
 	ASSERT_NE(self->map, MAP_FAILED) TH_LOG("mmap: %s", strerror(errno));
 	self->mem = self->map;
 
+	/* 4 KiB means small folios, whatever mTHP sizes are enabled. */
+	if (variant->backing == ANON_4K)
+		ASSERT_EQ(madvise(self->mem, self->size, MADV_NOHUGEPAGE), 0);
+
 	if (variant->backing == ANON_THP) {
 		uintptr_t a = ((uintptr_t)self->map + self->size - 1) &
 			      ~(uintptr_t)(self->size - 1);
@@ -107,6 +111,34 @@ FIXTURE_TEARDOWN(cow_fork)
 }
 
 /*
+ * 0 when [mem, mem + size) holds the pattern of @seed with @byte at @off;
+ * else say what differs and return 1.
+ */
+static int check_or_report(const char *who, char *mem, size_t size,
+			   uint64_t seed, size_t off, char byte)
+{
+	long bad = cow_check(mem, size, seed);
+	char *sp;
+
+	if (bad >= 0) {
+		sp = mem + bad * COW_SUBPAGE;
+		ksft_print_msg("%s: sub-page %ld of %zu: %#llx %#llx, want %#llx %#llx\n",
+			       who, bad, size / COW_SUBPAGE,
+			       (unsigned long long)*(uint64_t *)sp,
+			       (unsigned long long)*(uint64_t *)(sp + COW_SUBPAGE - 8),
+			       (unsigned long long)cow_word(seed, bad, 0),
+			       (unsigned long long)cow_word(seed, bad, 1));
+		return 1;
+	}
+	if (mem[off] != byte) {
+		ksft_print_msg("%s: byte at %zu is %#x, want %#x\n", who, off,
+			       mem[off] & 0xff, byte & 0xff);
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * Fork a child that waits until the parent says "go", then exits 0 when
  * [mem, mem + size) still holds the pattern of @seed with @byte at @off.
  */
@@ -126,8 +158,7 @@ static pid_t fork_checker(char *mem, size_t size, uint64_t seed,
 		close(fds[1]);
 		if (read(fds[0], &c, 1) != 1)
 			_exit(2);
-		_exit(cow_check(mem, size, seed) == -1 && mem[off] == byte ?
-		      0 : 1);
+		_exit(check_or_report("child", mem, size, seed, off, byte));
 	}
 	close(fds[0]);
 	*go = fds[1];
