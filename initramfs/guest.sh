@@ -174,23 +174,36 @@ job_smoke() {
 }
 
 # bench: the benchmark suite, as "r KEY=VALUE..." lines for scripts/report.sh.
-# On a kernel without the series only table F's baseline runs.
+# benchf: table F alone (make run repeats it over several boots).
 BENCH_4K_PAGES=4096
-job_bench() {
+BENCH_F_REPS=5
+job_benchf() {
 	job_smoke
 	b=/bench/cow_fault
 	[ -x $b ] || return 0
 	knob=/proc/sys/vm/cow_latency_sample
-	if [ ! -f $knob ]; then
-		echo "r table=F sample=stock $($b user 4k $BENCH_4K_PAGES)"
-		return 0
-	fi
-	# F: the cost of a 4 KiB COW fault per sampling setting.
-	for s in 0 64 1; do
-		echo $s >$knob
-		echo "r table=F sample=$s $($b user 4k $BENCH_4K_PAGES)"
+	# F: the cost of a 4 KiB COW fault per sampling setting, the settings
+	# interleaved so that drift hits them alike. Without the series only
+	# the baseline runs.
+	settings="0 64 1"
+	[ -f $knob ] || settings=stock
+	rep=0
+	while [ $rep -lt $BENCH_F_REPS ]; do
+		rep=$((rep + 1))
+		for s in $settings; do
+			[ "$s" = stock ] || echo "$s" >$knob
+			echo "r table=F sample=$s rep=$rep $($b user 4k $BENCH_4K_PAGES)"
+		done
 	done
-	echo 0 >$knob
+	[ -f $knob ] && echo 0 >$knob
+	return 0
+}
+
+job_bench() {
+	job_benchf
+	b=/bench/cow_fault
+	knob=/proc/sys/vm/cow_latency_sample
+	[ -x $b ] && [ -f $knob ] || return 0
 	# A and B: user-side latency with timing off, then the kernel's
 	# phases of the same faults (every one sampled and traced).
 	# CLASS REGIONS HUGETLB_KB

@@ -36,7 +36,7 @@ get() {
 
 mode_of() {
 	case $(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$1.meta") in
-	icount) echo "QEMU TCG -icount shift=0: 1 ns = 1 guest instruction, deterministic" ;;
+	icount) echo "QEMU TCG -icount shift=0: 1 ns = 1 guest instruction" ;;
 	tcg) echo "QEMU TCG: wall-clock guest time, emulation noise included" ;;
 	kvm) echo "QEMU KVM: hardware time" ;;
 	*) echo "QEMU (unknown mode)" ;;
@@ -50,6 +50,47 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print
 # sub A B: A-B, or "-".
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-"; else print a - b }'; }
 or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "-"; fi; }
+
+# fstat FILE SAMPLE: "N MEDIAN MIN MAX" of per_fault_ns over the F lines
+# of that sampling setting.
+fstat() {
+	awk -v want="$2" '
+		{ ok = 0; v = "" }
+		{ for (i = 1; i <= NF; i++) { if ($i == "sample=" want) ok = 1
+		  if ($i ~ /^per_fault_ns=/) v = substr($i, 14) } }
+		ok && v != "" { x[n++] = v + 0 }
+		END {
+			if (!n) { print "0 - - -"; exit }
+			for (i = 0; i < n; i++) for (j = i + 1; j < n; j++)
+				if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+			print n, (n % 2 ? x[(n - 1) / 2] : int((x[n / 2 - 1] + x[n / 2]) / 2)), x[0], x[n - 1]
+		}' "$1"
+}
+
+# paired FILE SAMPLE: median over (boot, rep) of per_fault(SAMPLE) /
+# per_fault(0) - 1, as a signed percentage. Boots are told apart by the
+# rep counter restarting.
+paired() {
+	[ "$2" = 0 ] && { echo "-"; return; }
+	awk -v want="$2" '
+		{ s = ""; r = ""; v = ""
+		  for (i = 1; i <= NF; i++) { if ($i ~ /^sample=/) s = substr($i, 8)
+		    if ($i ~ /^rep=/) r = substr($i, 5)
+		    if ($i ~ /^per_fault_ns=/) v = substr($i, 14) }
+		  if (r == 1 && s == "0") boot++
+		  key = boot "/" r
+		  if (s == "0") base[key] = v
+		  if (s == want && (key in base)) x[n++] = (v - base[key]) * 100 / base[key] }
+		END {
+			if (!n) { print "-"; exit }
+			for (i = 0; i < n; i++) for (j = i + 1; j < n; j++)
+				if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+			printf "%+.2f%%\n", (n % 2 ? x[(n - 1) / 2] : (x[n / 2 - 1] + x[n / 2]) / 2)
+		}' "$1"
+}
+
+boots() { grep -cE 'sample=(0|stock) rep=1 ' "$1" || true; }
+reps() { sed -n 's/.* rep=\([0-9]*\) .*/\1/p' "$1" | sort -n | tail -n 1; }
 
 tables() {
 	u50=$(get "$series" lat_p50 table=B mode=user class=4k)
@@ -116,18 +157,22 @@ tables() {
 	echo "Plot: table-b.png (log scale)."
 	echo
 
-	s0=$(get "$stock" per_fault_ns table=F sample=stock)
+	fs=$outdir/run-f-series.out
+	fk=$outdir/run-f-stock.out
+	s0=$(fstat "$fk" stock | cut -d' ' -f2)
 	echo "## F. Overhead of the instrumentation"
 	echo
 	echo "Series: $kernel; stock: $skernel (same config, no series). Modes: series $mode; stock $smode."
 	echo "Units: ns (guest) per 4 KiB COW fault: a loop writing one byte to each of $(get "$series" regions table=F sample=0) COW-shared pages, timed as a whole, divided by the pages."
+	echo "Each kernel booted $(boots "$fs") times, $(reps "$fs") repetitions a boot, settings interleaved. Guest time varies by a few percent from boot to boot even under -icount (memory layout, interrupt interleaving), so compare medians, and read the within-boot column for the cost of sampling."
 	echo
-	echo "| kernel | vm.cow_latency_sample | ns per COW fault | vs stock | fault p50 ns | fault p99 ns |"
-	echo "| --- | --- | ---: | ---: | ---: | ---: |"
-	echo "| stock | - | $(or_dash "$s0") | - | $(or_dash "$(get "$stock" lat_p50 table=F sample=stock)") | $(or_dash "$(get "$stock" lat_p99 table=F sample=stock)") |"
+	echo "| kernel | vm.cow_latency_sample | samples | ns per fault, median | min - max | vs stock (medians) | vs sample=0 in the same boot and repetition (median) |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+	read -r n med lo hi <<<"$(fstat "$fk" stock)"
+	echo "| stock | - | $n | $med | $lo - $hi | - | - |"
 	for s in 0 64 1; do
-		v=$(get "$series" per_fault_ns table=F sample=$s)
-		echo "| series | $s | $(or_dash "$v") | $(pct "$v" "$s0") | $(or_dash "$(get "$series" lat_p50 table=F sample=$s)") | $(or_dash "$(get "$series" lat_p99 table=F sample=$s)") |"
+		read -r n med lo hi <<<"$(fstat "$fs" "$s")"
+		echo "| series | $s | $n | $med | $lo - $hi | $(pct "$med" "$s0") | $(paired "$fs" "$s") |"
 	done
 	echo
 	echo "Targets (benchmark, not test): sample=0 within 0.5% of stock, sample=64 within 1%, sample=1 within 5%."
