@@ -175,35 +175,33 @@ job_smoke() {
 
 # bench: the benchmark suite, as "r KEY=VALUE..." lines for scripts/report.sh.
 # benchf: table F alone (make run repeats it over several boots).
+BENCH=/bench/cow_fault
+SAMPLE_KNOB=/proc/sys/vm/cow_latency_sample
 BENCH_4K_PAGES=4096
 BENCH_F_REPS=5
 job_benchf() {
 	job_smoke
-	b=/bench/cow_fault
-	[ -x $b ] || return 0
-	knob=/proc/sys/vm/cow_latency_sample
+	[ -x $BENCH ] || return 0
 	# F: the cost of a 4 KiB COW fault per sampling setting, the settings
 	# interleaved so that drift hits them alike. Without the series only
 	# the baseline runs.
 	settings="0 64 1"
-	[ -f $knob ] || settings=stock
+	[ -f $SAMPLE_KNOB ] || settings=stock
 	rep=0
 	while [ $rep -lt $BENCH_F_REPS ]; do
 		rep=$((rep + 1))
 		for s in $settings; do
-			[ "$s" = stock ] || echo "$s" >$knob
-			echo "r table=F sample=$s rep=$rep $($b user 4k $BENCH_4K_PAGES)"
+			[ "$s" = stock ] || echo "$s" >$SAMPLE_KNOB
+			echo "r table=F sample=$s rep=$rep $($BENCH user 4k $BENCH_4K_PAGES)"
 		done
 	done
-	[ -f $knob ] && echo 0 >$knob
+	[ -f $SAMPLE_KNOB ] && echo 0 >$SAMPLE_KNOB
 	return 0
 }
 
 job_bench() {
 	job_benchf
-	b=/bench/cow_fault
-	knob=/proc/sys/vm/cow_latency_sample
-	[ -x $b ] && [ -f $knob ] || return 0
+	[ -x $BENCH ] && [ -f $SAMPLE_KNOB ] || return 0
 	# A and B: user-side latency with timing off, then the kernel's
 	# phases of the same faults (every one sampled and traced).
 	# CLASS REGIONS HUGETLB_KB
@@ -214,7 +212,6 @@ job_bench() {
 }
 
 bench_class() {
-	b=/bench/cow_fault knob=/proc/sys/vm/cow_latency_sample
 	if [ "$3" != 0 ]; then
 		free=$(cat "/sys/kernel/mm/hugepages/hugepages-$3kB/free_hugepages" 2>/dev/null)
 		if [ "${free:-0}" -lt $(($2 * 2)) ]; then
@@ -222,8 +219,8 @@ bench_class() {
 			return 0
 		fi
 	fi
-	echo "r table=B $($b user "$1" "$2")"
-	echo 1 >$knob
-	echo "r table=B $($b trace "$1" "$2")"
-	echo 0 >$knob
+	echo "r table=B $($BENCH user "$1" "$2")"
+	echo 1 >$SAMPLE_KNOB
+	echo "r table=B $($BENCH trace "$1" "$2")"
+	echo 0 >$SAMPLE_KNOB
 }

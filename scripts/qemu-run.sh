@@ -26,7 +26,7 @@ mkdir -p "$(dirname "$prefix")"
 
 if [ "$accel" = auto ]; then
 	accel=$("$(dirname "$0")/accel-probe.sh" "$kernel" "$initrd")
-	# Benchmarks ask for a deterministic fallback (ACCEL_FALLBACK=icount).
+	# Benchmarks ask for instruction-counted time (ACCEL_FALLBACK=icount).
 	[ "$accel" = tcg ] && accel=${ACCEL_FALLBACK:-tcg}
 fi
 

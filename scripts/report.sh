@@ -51,19 +51,29 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-"; else print a - b }'; }
 or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "-"; fi; }
 
+# awk: median(x, n) of x[0..n), sorting x in place.
+AWK_MEDIAN='
+function median(x, n,    i, j, t) {
+	for (i = 0; i < n; i++) for (j = i + 1; j < n; j++)
+		if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+	return n % 2 ? x[(n - 1) / 2] : (x[n / 2 - 1] + x[n / 2]) / 2
+}'
+
+# share A B: A as a whole percentage of B, or "-".
+share() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-" || b == "" || b == 0) print "-"; else printf "%.0f%%", a * 100 / b }'; }
+
 # fstat FILE SAMPLE: "N MEDIAN MIN MAX" of per_fault_ns over the F lines
 # of that sampling setting.
 fstat() {
-	awk -v want="$2" '
+	awk -v want="$2" "$AWK_MEDIAN"'
 		{ ok = 0; v = "" }
 		{ for (i = 1; i <= NF; i++) { if ($i == "sample=" want) ok = 1
 		  if ($i ~ /^per_fault_ns=/) v = substr($i, 14) } }
 		ok && v != "" { x[n++] = v + 0 }
 		END {
 			if (!n) { print "0 - - -"; exit }
-			for (i = 0; i < n; i++) for (j = i + 1; j < n; j++)
-				if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
-			print n, (n % 2 ? x[(n - 1) / 2] : int((x[n / 2 - 1] + x[n / 2]) / 2)), x[0], x[n - 1]
+			m = int(median(x, n))
+			print n, m, x[0], x[n - 1]
 		}' "$1"
 }
 
@@ -72,7 +82,7 @@ fstat() {
 # rep counter restarting.
 paired() {
 	[ "$2" = 0 ] && { echo "-"; return; }
-	awk -v want="$2" '
+	awk -v want="$2" "$AWK_MEDIAN"'
 		{ s = ""; r = ""; v = ""
 		  for (i = 1; i <= NF; i++) { if ($i ~ /^sample=/) s = substr($i, 8)
 		    if ($i ~ /^rep=/) r = substr($i, 5)
@@ -83,9 +93,7 @@ paired() {
 		  if (s == want && (key in base)) x[n++] = (v - base[key]) * 100 / base[key] }
 		END {
 			if (!n) { print "-"; exit }
-			for (i = 0; i < n; i++) for (j = i + 1; j < n; j++)
-				if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
-			printf "%+.2f%%\n", (n % 2 ? x[(n - 1) / 2] : (x[n / 2 - 1] + x[n / 2]) / 2)
+			printf "%+.2f%%\n", median(x, n)
 		}' "$1"
 }
 
@@ -107,14 +115,13 @@ tables() {
 	for ph in alloc copy map total; do
 		p50=$(get "$series" "${ph}_p50" table=B mode=trace class=4k)
 		p99=$(get "$series" "${ph}_p99" table=B mode=trace class=4k)
-		share=$(awk -v a="$p50" -v b="$u50" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.0f%%", a * 100 / b }')
 		case $ph in
 		alloc) label="kernel: alloc (folio allocation + memcg charge)" ;;
 		copy) label="kernel: copy (4 KiB)" ;;
 		map) label="kernel: map (PTL, PTE switch, rmap, TLB flush)" ;;
 		total) label="kernel: total" ;;
 		esac
-		echo "| $label | $(or_dash "$p50") | $(or_dash "$p99") | $share |"
+		echo "| $label | $(or_dash "$p50") | $(or_dash "$p99") | $(share "$p50" "$u50") |"
 	done
 	t50=$(get "$series" total_p50 table=B mode=trace class=4k)
 	rest=$(minus "$u50" "$t50")
@@ -122,7 +129,7 @@ tables() {
 		"$(get "$series" alloc_p50 table=B mode=trace class=4k)" \
 		"$(get "$series" copy_p50 table=B mode=trace class=4k)" \
 		"$(get "$series" map_p50 table=B mode=trace class=4k)" "$rest" >"$outdir/table-a.dat"
-	echo "| trap, entry, fault walk, return (user p50 - kernel total p50) | $rest | - | $(awk -v a="$rest" -v b="$u50" 'BEGIN { if (a == "-" || b == "" || b == 0) print "-"; else printf "%.0f%%", a * 100 / b }') |"
+	echo "| trap, entry, fault walk, return (user p50 - kernel total p50) | $rest | - | $(share "$rest" "$u50") |"
 	echo
 	echo "Plot: table-a.png. Each p50 is taken on its own, so the parts need not add up to the total exactly."
 	echo
