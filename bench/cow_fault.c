@@ -7,16 +7,22 @@
  *   cow_fault trace CLASS REGIONS   the kernel's per-phase times of the
  *                                   same faults (needs the series,
  *                                   vm.cow_latency_sample=1, tracefs)
+ *   cow_fault thp   - REGIONS       table D: first write, then a rewrite
+ *                                   of every 4 KiB of each THP region,
+ *                                   under whatever vm.cow_thp_mode and
+ *                                   pre-copy knobs are set
  *
- * CLASS is 4k, thp (a shared PMD-mapped THP, split on write), hugetlb2m or
- * hugetlb1g. A region is one page of that size: it is filled, the process
- * forks (the child keeps everything shared and waits), and the parent
- * writes one byte to each region. Results are one line of KEY=VALUE pairs
- * on stdout, all times in ns of guest time (under QEMU -icount shift=0,
- * guest instructions).
+ * CLASS is 4k, thp (a shared PMD-mapped THP; the kernel splits or copies it
+ * as vm.cow_thp_mode says, thpcopy names the same run for the pmd_copy
+ * tracepoint class), hugetlb2m or hugetlb1g. A region is one page of that
+ * size: it is filled, the process forks (the child keeps everything shared
+ * and waits), and the parent writes one byte to each region. Results are
+ * one line of KEY=VALUE pairs on stdout, all times in ns of guest time
+ * (under QEMU -icount shift=0, guest instructions).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -27,6 +33,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <linux/mman.h>
 
@@ -37,13 +44,15 @@ struct cls {
 	const char *kname;	/* the tracepoint's class= */
 	size_t size;
 	int flags;
+	int advice;		/* for madvise(), 0: none */
 };
 
 static const struct cls classes[] = {
-	{ "4k", "pte", 4096, 0 },
-	{ "thp", "pmd_split", 2UL << 20, 0 },
-	{ "hugetlb2m", "hugetlb_2m", 2UL << 20, MAP_HUGETLB | MAP_HUGE_2MB },
-	{ "hugetlb1g", "hugetlb_1g", 1UL << 30, MAP_HUGETLB | MAP_HUGE_1GB },
+	{ "4k", "pte", 4096, 0, MADV_NOHUGEPAGE },
+	{ "thp", "pmd_split", 2UL << 20, 0, MADV_HUGEPAGE },
+	{ "thpcopy", "pmd_copy", 2UL << 20, 0, MADV_HUGEPAGE },
+	{ "hugetlb2m", "hugetlb_2m", 2UL << 20, MAP_HUGETLB | MAP_HUGE_2MB, 0 },
+	{ "hugetlb1g", "hugetlb_1g", 1UL << 30, MAP_HUGETLB | MAP_HUGE_1GB, 0 },
 };
 
 static void die(const char *what)
@@ -102,11 +111,9 @@ static char *map_regions(const struct cls *c, size_t regions, char **map,
 	if (*map == MAP_FAILED)
 		die("mmap");
 	mem = (char *)(((uintptr_t)*map + c->size - 1) & ~(uintptr_t)(c->size - 1));
-	if (!strcmp(c->name, "thp") && madvise(mem, len, MADV_HUGEPAGE))
-		die("madvise(MADV_HUGEPAGE)");
 	/* 4 KiB means small folios, whatever mTHP sizes are enabled. */
-	if (!strcmp(c->name, "4k") && madvise(mem, len, MADV_NOHUGEPAGE))
-		die("madvise(MADV_NOHUGEPAGE)");
+	if (c->advice && madvise(mem, len, c->advice))
+		die("madvise");
 	for (i = 0; i < len; i += 4096)
 		mem[i] = 1;
 	return mem;
@@ -139,6 +146,43 @@ static int write_file(const char *path, const char *s)
 	return ret;
 }
 
+/* A child that keeps every page of the parent COW-shared until released. */
+struct holder {
+	pid_t pid;
+	int go[2];
+};
+
+static void hold_start(struct holder *h)
+{
+	int ready[2];
+	char ch;
+
+	if (pipe(h->go) || pipe(ready))
+		die("pipe");
+	h->pid = fork();
+	if (h->pid < 0)
+		die("fork");
+	if (!h->pid) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (write(ready[1], "r", 1) != 1 || read(h->go[0], &ch, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	if (read(ready[0], &ch, 1) != 1)
+		die("read");
+	close(ready[0]);
+	close(ready[1]);
+}
+
+static void hold_end(struct holder *h)
+{
+	if (write(h->go[1], "g", 1) != 1)
+		die("write");
+	waitpid(h->pid, NULL, 0);
+	close(h->go[0]);
+	close(h->go[1]);
+}
+
 /*
  * Fork a child that holds every page shared until we are done, write one
  * byte to each region, timing each write in lat[]. Returns the time of
@@ -147,25 +191,11 @@ static int write_file(const char *path, const char *s)
 static uint64_t cow_pass(char *mem, const struct cls *c, size_t regions,
 			 uint64_t *lat)
 {
-	int go[2], ready[2];
+	struct holder h;
 	uint64_t t0, t1, all;
 	size_t i;
-	pid_t pid;
-	char ch;
 
-	if (pipe(go) || pipe(ready))
-		die("pipe");
-	pid = fork();
-	if (pid < 0)
-		die("fork");
-	if (!pid) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (write(ready[1], "r", 1) != 1 || read(go[0], &ch, 1) != 1)
-			_exit(1);
-		_exit(0);
-	}
-	if (read(ready[0], &ch, 1) != 1)
-		die("read");
+	hold_start(&h);
 	/* Break COW on lat[] now, not inside the timed loop. */
 	memset(lat, 0, regions * sizeof(*lat));
 	all = now_ns();
@@ -176,13 +206,7 @@ static uint64_t cow_pass(char *mem, const struct cls *c, size_t regions,
 		lat[i] = t1 - t0;
 	}
 	all = now_ns() - all;
-	if (write(go[1], "g", 1) != 1)
-		die("write");
-	waitpid(pid, NULL, 0);
-	close(go[0]);
-	close(go[1]);
-	close(ready[0]);
-	close(ready[1]);
+	hold_end(&h);
 	return all;
 }
 
@@ -263,19 +287,179 @@ static void do_trace(const struct cls *c, size_t regions)
 	free(lat);
 }
 
+/* Static buffers: reading them after fork() causes no COW fault. */
+static char line[512];
+
+/* The first line of a file, "absent" when it cannot be read. */
+static const char *read_knob(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+
+	snprintf(buf, len, "absent");
+	if (f) {
+		if (fgets(buf, len, f))
+			buf[strcspn(buf, "\n")] = '\0';
+		fclose(f);
+	}
+	return buf;
+}
+
+/* AnonPages of /proc/meminfo in KiB: anonymous memory in use. */
+static long anon_kb(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	long v = -1;
+
+	if (!f)
+		die("/proc/meminfo");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "AnonPages: %ld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+/* AnonHugePages in KiB summed over our mappings inside [mem, mem + len). */
+static long huge_kb(char *mem, size_t len)
+{
+	unsigned long start, end, a = (unsigned long)mem;
+	FILE *f = fopen("/proc/self/smaps", "r");
+	bool inside = false;
+	long v, sum = 0;
+
+	if (!f)
+		die("/proc/self/smaps");
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			inside = start < a + len && end > a;
+		else if (inside && sscanf(line, "AnonHugePages: %ld", &v) == 1)
+			sum += v;
+	}
+	fclose(f);
+	return sum;
+}
+
+static long minflt(void)
+{
+	static struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+/*
+ * Read one byte of every 4 KiB page of [mem, mem + len) in a scattered
+ * order; ns per page. Touches a new page each time, so it walks the page
+ * tables as often as the TLB misses: cheaper on PMD mappings on real
+ * hardware (under -icount a TLB miss costs no guest time).
+ */
+static uint64_t read_pass(char *mem, size_t len)
+{
+	size_t n = len / 4096, stride = (2654435761UL % n) | 1, i, k = 0;
+	volatile char sum = 0;
+	uint64_t t;
+
+	t = now_ns();
+	for (i = 0; i < n; i++) {
+		sum += mem[k * 4096 + 128];
+		k = (k + stride) % n;
+	}
+	return (now_ns() - t) / n;
+}
+
+/*
+ * Table D: after fork(), write one byte to each THP region (the first
+ * write), then the other 511 4 KiB pages of each region in order (the
+ * rest of a rewrite). Faults, memory and PMD mappings are measured after
+ * each stage, then a read pass over everything.
+ */
+static void do_thp(size_t regions)
+{
+	const struct cls *c = &classes[1];
+	size_t per = c->size / 4096, len = regions * c->size, map_len, i, j;
+	uint64_t *first = calloc(regions, sizeof(uint64_t));
+	uint64_t *whole = calloc(regions, sizeof(uint64_t));
+	long a0, a1, a2, f0, f1, f2, pmd0, pmd1, pmd2;
+	char mode[16], pages[16], adaptive[16];
+	uint64_t ovh, t0, rd;
+	struct holder h;
+	char *map, *mem;
+
+	if (!first || !whole)
+		die("calloc");
+	mem = map_regions(c, regions, &map, &map_len);
+	read_knob("/proc/sys/vm/cow_thp_mode", mode, sizeof(mode));
+	read_knob("/proc/sys/vm/cow_precopy_pages", pages, sizeof(pages));
+	read_knob("/proc/sys/vm/cow_precopy_adaptive", adaptive,
+		  sizeof(adaptive));
+	ovh = timer_overhead();
+	pmd0 = huge_kb(mem, len) / 2048;
+	hold_start(&h);
+	/* Break COW on everything the measuring touches, first. */
+	memset(first, 0, regions * sizeof(uint64_t));
+	memset(whole, 0, regions * sizeof(uint64_t));
+	anon_kb();
+	minflt();
+	a0 = anon_kb();
+	f0 = minflt();
+	for (i = 0; i < regions; i++) {
+		t0 = now_ns();
+		mem[i * c->size + 64] = 2;
+		first[i] = now_ns() - t0;
+		first[i] = first[i] > ovh ? first[i] - ovh : 0;
+	}
+	f1 = minflt();
+	a1 = anon_kb();
+	pmd1 = huge_kb(mem, len) / 2048;
+	for (i = 0; i < regions; i++) {
+		t0 = now_ns();
+		for (j = 1; j < per; j++)
+			mem[i * c->size + j * 4096 + 64] = 2;
+		whole[i] = now_ns() - t0 + first[i];
+	}
+	f2 = minflt();
+	a2 = anon_kb();
+	pmd2 = huge_kb(mem, len) / 2048;
+	read_pass(mem, len);
+	rd = read_pass(mem, len);
+	hold_end(&h);
+
+	printf("mode=thp thp_mode=%s precopy_pages=%s precopy_adaptive=%s regions=%zu timer_ns=%llu",
+	       mode, pages, adaptive, regions, (unsigned long long)ovh);
+	printf(" first_traps=%.2f rewrite_traps=%.2f first_extra_kb=%ld rewrite_extra_kb=%ld",
+	       (double)(f1 - f0) / regions, (double)(f2 - f0) / regions,
+	       (a1 - a0) / (long)regions, (a2 - a0) / (long)regions);
+	printf(" pmd_before=%ld pmd_first=%ld pmd_rewrite=%ld read_ns_per_page=%llu first_all=",
+	       pmd0, pmd1, pmd2, (unsigned long long)rd);
+	for (i = 0; i < regions; i++)
+		printf("%s%llu", i ? "," : "", (unsigned long long)first[i]);
+	print_stats("first", first, regions);
+	print_stats("rewrite", whole, regions);
+	printf("\n");
+	munmap(map, map_len);
+	free(first);
+	free(whole);
+}
+
 int main(int argc, char **argv)
 {
 	const struct cls *c = NULL;
 	size_t i, regions;
 
 	if (argc != 4) {
-		fprintf(stderr, "usage: cow_fault user|trace 4k|thp|hugetlb2m|hugetlb1g REGIONS\n");
+		fprintf(stderr, "usage: cow_fault user|trace 4k|thp|thpcopy|hugetlb2m|hugetlb1g REGIONS\n"
+			"       cow_fault thp - REGIONS\n");
 		return 2;
 	}
 	for (i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
 		if (!strcmp(argv[2], classes[i].name))
 			c = &classes[i];
 	regions = strtoul(argv[3], NULL, 0);
+	if (!strcmp(argv[1], "thp") && regions) {
+		setvbuf(stdout, NULL, _IOLBF, 0);
+		do_thp(regions);
+		return 0;
+	}
 	if (!c || !regions) {
 		fprintf(stderr, "cow_fault: bad class or region count\n");
 		return 2;

@@ -97,24 +97,36 @@ run_ksft() {
 	done <"$1/kselftest-list.txt"
 }
 
-# run_mm_cow SETTING: the upstream mm/cow suite under one knob setting.
-run_mm_cow() {
-	name="mm: cow [${1}]"
-	[ "$1" = - ] && name="mm: cow [all knobs off]"
+# set_knobs SETTING: every knob back to its default, then each KNOB=VALUE
+# of SETTING ("-": none). Says why and fails (1) when a knob is not in
+# this kernel, fails (2) when a value does not stick.
+set_knobs() {
 	knobs_reset
 	for kv in $1; do
 		[ "$kv" = - ] && continue
 		f=/proc/sys/vm/${kv%%=*}
 		if [ ! -f "$f" ]; then
-			tap ok "$name" "SKIP vm.${kv%%=*} not in this kernel"
-			return 0
+			echo "vm.${kv%%=*} not in this kernel"
+			return 1
 		fi
-		if ! echo "${kv#*=}" >"$f" || [ "$(cat "$f")" != "${kv#*=}" ]; then
-			tap "not ok" "$name" "cannot set vm.$kv"
-			return 0
+		if ! echo "${kv#*=}" >"$f" 2>/dev/null ||
+			[ "$(cat "$f")" != "${kv#*=}" ]; then
+			echo "cannot set vm.$kv"
+			return 2
 		fi
 	done
-	run_prog "$name" "${MM_COW_TIMEOUT:-600}" /ksft-mm/mm ./cow
+}
+
+# run_mm_cow SETTING: the upstream mm/cow suite under one knob setting.
+run_mm_cow() {
+	name="mm: cow [${1}]"
+	[ "$1" = - ] && name="mm: cow [all knobs off]"
+	why=$(set_knobs "$1")
+	case $? in
+	0) run_prog "$name" "${MM_COW_TIMEOUT:-600}" /ksft-mm/mm ./cow ;;
+	1) tap ok "$name" "SKIP $why" ;;
+	*) tap "not ok" "$name" "$why" ;;
+	esac
 	knobs_reset
 }
 
@@ -173,12 +185,14 @@ job_smoke() {
 	return 0
 }
 
-# bench: the benchmark suite, as "r KEY=VALUE..." lines for scripts/report.sh.
+# bench: the benchmark suite, as "r KEY=VALUE..." lines for scripts/report.sh
+# (a VALUE has no spaces: a skip reason writes them as "+").
 # benchf: table F alone (make run repeats it over several boots).
 BENCH=/bench/cow_fault
 SAMPLE_KNOB=/proc/sys/vm/cow_latency_sample
 BENCH_4K_PAGES=4096
 BENCH_F_REPS=5
+BENCH_D_REGIONS=64
 job_benchf() {
 	job_smoke
 	[ -x $BENCH ] || return 0
@@ -204,18 +218,37 @@ job_bench() {
 	[ -x $BENCH ] && [ -f $SAMPLE_KNOB ] || return 0
 	# A and B: user-side latency with timing off, then the kernel's
 	# phases of the same faults (every one sampled and traced).
-	# CLASS REGIONS HUGETLB_KB
-	printf '%s\n' "4k 2048 0" "thp 16 0" "hugetlb2m 4 2048" "hugetlb1g 1 1048576" |
-		while read -r cls regions kb; do
-			bench_class "$cls" "$regions" "$kb"
+	# CLASS REGIONS HUGETLB_KB KNOBS
+	printf '%s\n' "4k 2048 0 -" "thp 16 0 cow_thp_mode=split" \
+		"thpcopy 16 0 cow_thp_mode=copy" "hugetlb2m 4 2048 -" \
+		"hugetlb1g 1 1048576 -" |
+		while read -r cls regions kb knobs; do
+			if why=$(set_knobs "$knobs"); then
+				bench_class "$cls" "$regions" "$kb"
+			else
+				echo "r table=B class=$cls skipped=$(echo "$why" | tr ' ' +)"
+			fi
 		done
+	knobs_reset
+	# D: THP COW modes, first write and whole rewrite of 2 MiB regions.
+	for knobs in cow_thp_mode=split cow_thp_mode=copy \
+		"cow_thp_mode=split cow_precopy_pages=15" \
+		"cow_thp_mode=split cow_precopy_pages=15 cow_precopy_adaptive=1"; do
+		setting=$(echo "$knobs" | tr ' ' ,)
+		if why=$(set_knobs "$knobs"); then
+			echo "r table=D setting=$setting $($BENCH thp - $BENCH_D_REGIONS)"
+		else
+			echo "r table=D setting=$setting skipped=$(echo "$why" | tr ' ' +)"
+		fi
+	done
+	knobs_reset
 }
 
 bench_class() {
 	if [ "$3" != 0 ]; then
 		free=$(cat "/sys/kernel/mm/hugepages/hugepages-$3kB/free_hugepages" 2>/dev/null)
 		if [ "${free:-0}" -lt $(($2 * 2)) ]; then
-			echo "r table=B class=$1 skipped=need_$(($2 * 2))_free_pages"
+			echo "r table=B class=$1 skipped=need+$(($2 * 2))+free+pages"
 			return 0
 		fi
 	fi

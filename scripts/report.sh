@@ -6,50 +6,14 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=report-lib.sh
+. "$(dirname "$0")/report-lib.sh"
 
 series=$1 stock=$2 report=$3
 outdir=$(dirname "$report")
 for p in "$series" "$stock"; do
 	[ -f "$p.out" ] || die "no results $p.out: did the guest run?"
 done
-
-# val PREFIX KEY: a KEY=VALUE line of the smoke section.
-val() { tr -d '\r' <"$1.out" | sed -n "s/^$2=//p" | head -n 1; }
-
-# get PREFIX KEY COND...: KEY's value on the first "r" result line that
-# has every COND (KEY=VALUE) among its fields; empty when there is none.
-get() {
-	local f=$1.out key=$2
-	shift 2
-	tr -d '\r' <"$f" | awk -v key="$key" -v conds="$*" '
-		BEGIN { n = split(conds, c, " ") }
-		/^r / {
-			for (i = 1; i <= n; i++)
-				if (index(" " $0 " ", " " c[i] " ") == 0)
-					next
-			for (i = 2; i <= NF; i++) {
-				split($i, kv, "=")
-				if (kv[1] == key) { print kv[2]; exit }
-			}
-		}'
-}
-
-mode_of() {
-	case $(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$1.meta") in
-	icount) echo "QEMU TCG -icount shift=0: 1 ns = 1 guest instruction" ;;
-	tcg) echo "QEMU TCG: wall-clock guest time, emulation noise included" ;;
-	kvm) echo "QEMU KVM: hardware time" ;;
-	*) echo "QEMU (unknown mode)" ;;
-	esac
-}
-
-# ratio A B: A/B with 2 decimals, or "-".
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-# pct A B: (A-B)/B in percent with a sign, or "-".
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%+.2f%%", (a - b) * 100 / b }'; }
-# sub A B: A-B, or "-".
-minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-"; else print a - b }'; }
-or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "-"; fi; }
 
 # awk: median(x, n) of x[0..n), sorting x in place.
 AWK_MEDIAN='
@@ -58,9 +22,6 @@ function median(x, n,    i, j, t) {
 		if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
 	return n % 2 ? x[(n - 1) / 2] : (x[n / 2 - 1] + x[n / 2]) / 2
 }'
-
-# share A B: A as a whole percentage of B, or "-".
-share() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-" || b == "" || b == 0) print "-"; else printf "%.0f%%", a * 100 / b }'; }
 
 # fstat FILE SAMPLE: "N MEDIAN MIN MAX" of per_fault_ns over the F lines
 # of that sampling setting.
@@ -143,11 +104,12 @@ tables() {
 	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 	: >"$outdir/table-b.dat"
 	for row in "4k|4 KiB|4|4K" "thp|2 MiB THP, split (copies 4 KiB)|2048|2M THP split" \
+		"thpcopy|2 MiB THP, copied whole|2048|2M THP copy" \
 		"hugetlb2m|2 MiB hugetlb|2048|2M hugetlb" "hugetlb1g|1 GiB hugetlb|1048576|1G hugetlb"; do
 		IFS='|' read -r cls label kib short <<<"$row"
 		skip=$(get "$series" skipped table=B class="$cls")
 		if [ -n "$skip" ]; then
-			echo "| $label | - | skipped: ${skip//_/ } | | | | |"
+			echo "| $label | - | skipped: ${skip//+/ } | | | | |"
 			continue
 		fi
 		n=$(get "$series" regions table=B mode=user class="$cls")
@@ -159,10 +121,12 @@ tables() {
 		[ -n "$p50" ] && printf '"%s" %s %s\n' "$short" "$p50" "${k50:-0}" >>"$outdir/table-b.dat"
 	done
 	echo
-	echo "For the THP row the kernel column is the split alone (class pmd_split); the 4 KiB copy after it is a pte event."
+	echo "THP rows: vm.cow_thp_mode=split, where the kernel column is the split alone (class pmd_split; the 4 KiB copy after it is a pte event), and vm.cow_thp_mode=copy (class pmd_copy)."
 	echo
 	echo "Plot: table-b.png (log scale)."
 	echo
+
+	"$(dirname "$0")/report-d.sh" "$series" "$outdir"
 
 	fs=$outdir/run-f-series.out
 	fk=$outdir/run-f-stock.out
@@ -215,7 +179,7 @@ has_series=$(get "$series" per_fault_ns table=F sample=0)
 	echo
 
 	if [ -z "$has_series" ]; then
-		echo "The kernel under test has no COW instrumentation: tables A, B and F need the series."
+		echo "The kernel under test has no COW instrumentation: tables A, B, D and F need the series."
 	else
 		tables
 	fi

@@ -98,21 +98,6 @@ static void parse_hist_line(struct snap *s)
 	s->lines++;
 }
 
-static unsigned long long read_vmstat(const char *name)
-{
-	unsigned long long v = 0, val;
-	char key[64];
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%63s %llu", key, &val) == 2 && !strcmp(key, name))
-			v = val;
-	fclose(f);
-	return v;
-}
-
 static void snapshot(struct snap *s)
 {
 	FILE *f = fopen(HIST_PATH, "r");
@@ -124,22 +109,8 @@ static void snapshot(struct snap *s)
 			parse_hist_line(s);
 		fclose(f);
 	}
-	s->cow_copy = read_vmstat("cow_copy");
-	s->cow_reuse = read_vmstat("cow_reuse");
-}
-
-/* Write a string to a file (truncating it): 0 or the errno. */
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_TRUNC);
-	int err = 0;
-
-	if (fd < 0)
-		return errno;
-	if (write(fd, val, strlen(val)) < 0)
-		err = errno;
-	close(fd);
-	return err;
+	s->cow_copy = cow_vmstat("cow_copy");
+	s->cow_reuse = cow_vmstat("cow_reuse");
 }
 
 static long read_long(const char *path)
@@ -160,7 +131,7 @@ static int set_long(const char *path, long v)
 	char buf[32];
 
 	snprintf(buf, sizeof(buf), "%ld", v);
-	return write_str(path, buf);
+	return cow_write_file(path, buf);
 }
 
 enum child_mode { CHILD_WAITS, CHILD_EXITS };
@@ -253,7 +224,7 @@ FIXTURE_SETUP(cow_latency)
 		SKIP(return, "%s missing (debugfs not mounted?)", HIST_PATH);
 	self->saved_sample = read_long(SAMPLE_PATH);
 	self->saved_warn = read_long(WARN_PATH);
-	ASSERT_EQ(write_str(HIST_PATH, "reset"), 0);
+	ASSERT_EQ(cow_write_file(HIST_PATH, "reset"), 0);
 }
 
 FIXTURE_TEARDOWN(cow_latency)
@@ -290,7 +261,7 @@ TEST_F(cow_latency, sample_0_times_nothing_but_counts)
 
 	ASSERT_NE(mem, NULL);
 	ASSERT_EQ(set_long(SAMPLE_PATH, 0), 0);
-	ASSERT_EQ(write_str(HIST_PATH, "reset"), 0);
+	ASSERT_EQ(cow_write_file(HIST_PATH, "reset"), 0);
 	ASSERT_EQ(cow_writes(mem, NR_PAGES, getpagesize(), CHILD_WAITS,
 			     &self->before, &self->after), 0);
 	for (c = 0; c < NR_CLASSES; c++)
@@ -347,10 +318,10 @@ TEST_F(cow_latency, reset_zeroes_every_histogram)
 			     &self->before, &self->after), 0);
 	ASSERT_GE(self->after.count[PTE][TOTAL], NR_PAGES);
 	ASSERT_EQ(set_long(SAMPLE_PATH, 0), 0);
-	EXPECT_EQ(write_str(HIST_PATH, "bogus"), EINVAL);
+	EXPECT_EQ(cow_write_file(HIST_PATH, "bogus"), EINVAL);
 	snapshot(&self->before);
 	EXPECT_EQ(self->before.count[PTE][TOTAL], self->after.count[PTE][TOTAL]);
-	EXPECT_EQ(write_str(HIST_PATH, "reset\n"), 0);
+	EXPECT_EQ(cow_write_file(HIST_PATH, "reset\n"), 0);
 	snapshot(&self->after);
 	for (c = 0; c < NR_CLASSES; c++)
 		for (p = 0; p < NR_PHASES; p++)
@@ -373,33 +344,70 @@ TEST_F(cow_latency, histogram_file_parses)
 	munmap(mem, NR_PAGES * getpagesize());
 }
 
+/*
+ * One write to a shared PMD-mapped THP under vm.cow_thp_mode @mode (NULL:
+ * a kernel without the knob, which always splits). False when skipped.
+ */
+static bool thp_cow_write(struct __test_metadata *_metadata,
+			  struct snap *before, struct snap *after,
+			  const char *mode)
+{
+	size_t pmd = cow_pmd_size();
+	char saved[16] = "";
+	char *map, *mem;
+
+	if (!pmd)
+		SKIP(return false, "THP not supported");
+	if (mode && cow_read_line(COW_THP_MODE_PATH, saved, sizeof(saved)))
+		SKIP(return false, "vm.cow_thp_mode not in this kernel");
+	mem = cow_map_thp(pmd, &map);
+	ASSERT_NE(mem, NULL);
+	cow_fill(mem, pmd, 1);
+	if (cow_smaps_kb(mem, "AnonHugePages") < (long)(pmd / 1024)) {
+		munmap(map, 2 * pmd);
+		SKIP(return false, "no PMD-mapped THP populated");
+	}
+	if (mode)
+		ASSERT_EQ(cow_write_file(COW_THP_MODE_PATH, mode), 0);
+	ASSERT_EQ(set_long(SAMPLE_PATH, 1), 0);
+	EXPECT_EQ(cow_writes(mem, 1, pmd, CHILD_WAITS, before, after), 0);
+	if (mode)
+		EXPECT_EQ(cow_write_file(COW_THP_MODE_PATH, saved), 0);
+	munmap(map, 2 * pmd);
+	return true;
+}
+
 /* A shared PMD-mapped THP is split (pmd_split), then 4 KiB is copied. */
 TEST_F_TIMEOUT(cow_latency, thp_split_lands_in_pmd_split, TEST_TIMEOUT)
 {
-	size_t pmd = cow_pmd_size();
-	char *map, *mem;
 	int p;
 
-	if (!pmd)
-		SKIP(return, "THP not supported");
-	map = mmap(NULL, 2 * pmd, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(map, MAP_FAILED);
-	mem = (char *)(((uintptr_t)map + pmd - 1) & ~(uintptr_t)(pmd - 1));
-	ASSERT_EQ(madvise(mem, pmd, MADV_HUGEPAGE), 0);
-	cow_fill(mem, pmd, 1);
-	if (cow_smaps_kb(mem, "AnonHugePages") < (long)(pmd / 1024))
-		SKIP(return, "no PMD-mapped THP populated");
-	ASSERT_EQ(set_long(SAMPLE_PATH, 1), 0);
-	ASSERT_EQ(cow_writes(mem, 1, pmd, CHILD_WAITS, &self->before,
-			     &self->after), 0);
+	if (!thp_cow_write(_metadata, &self->before, &self->after,
+			   access(COW_THP_MODE_PATH, F_OK) ? NULL : "split"))
+		return;
 	EXPECT_EQ(delta(&self->before, &self->after, PMD_SPLIT, TOTAL), 1);
 	for (p = 0; p < TOTAL; p++)
 		EXPECT_EQ(delta(&self->before, &self->after, PMD_SPLIT, p), 0);
-	for (p = 0; p < NR_PHASES; p++)
+	for (p = 0; p < NR_PHASES; p++) {
 		EXPECT_EQ(delta(&self->before, &self->after, PTE, p), 1);
+		EXPECT_EQ(delta(&self->before, &self->after, PMD_COPY, p), 0);
+	}
 	EXPECT_EQ(self->after.cow_copy - self->before.cow_copy, 1);
-	munmap(map, 2 * pmd);
+}
+
+/* vm.cow_thp_mode=copy: one pmd_copy event with every phase, no split. */
+TEST_F_TIMEOUT(cow_latency, thp_copy_lands_in_pmd_copy, TEST_TIMEOUT)
+{
+	int p;
+
+	if (!thp_cow_write(_metadata, &self->before, &self->after, "copy"))
+		return;
+	for (p = 0; p < NR_PHASES; p++) {
+		EXPECT_EQ(delta(&self->before, &self->after, PMD_COPY, p), 1);
+		EXPECT_EQ(delta(&self->before, &self->after, PMD_SPLIT, p), 0);
+		EXPECT_EQ(delta(&self->before, &self->after, PTE, p), 0);
+	}
+	EXPECT_EQ(self->after.cow_copy - self->before.cow_copy, 1);
 }
 
 FIXTURE(cow_latency_hugetlb) {
@@ -429,7 +437,7 @@ FIXTURE_SETUP(cow_latency_hugetlb)
 		SKIP(return, "fewer than 2 free %lu KiB hugetlb pages",
 		     variant->kb);
 	self->saved_sample = read_long(SAMPLE_PATH);
-	ASSERT_EQ(write_str(HIST_PATH, "reset"), 0);
+	ASSERT_EQ(cow_write_file(HIST_PATH, "reset"), 0);
 }
 
 FIXTURE_TEARDOWN(cow_latency_hugetlb)
@@ -497,13 +505,13 @@ TEST_F(cow_latency_sysctl, bad_values_rejected)
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(common); i++) {
-		EXPECT_EQ(write_str(variant->path, common[i]), EINVAL)
+		EXPECT_EQ(cow_write_file(variant->path, common[i]), EINVAL)
 			TH_LOG("value '%s'", common[i]);
 		EXPECT_EQ(read_long(variant->path), 7)
 			TH_LOG("after '%s'", common[i]);
 	}
 	if (!strcmp(variant->path, SAMPLE_PATH)) {
-		EXPECT_EQ(write_str(variant->path, "1000001"), EINVAL);
+		EXPECT_EQ(cow_write_file(variant->path, "1000001"), EINVAL);
 		EXPECT_EQ(read_long(variant->path), 7);
 		EXPECT_EQ(set_long(variant->path, 1000000), 0);
 		EXPECT_EQ(read_long(variant->path), 1000000);
@@ -570,12 +578,12 @@ TEST_F(cow_latency, tracepoint_reports_each_copy)
 	ASSERT_NE(mem, NULL);
 	if (access(TRACE_DIR "/events/cow/cow_copy/enable", F_OK))
 		SKIP(return, "no cow:cow_copy event in %s", TRACE_DIR);
-	ASSERT_EQ(write_str(TRACE_DIR "/trace", ""), 0);
-	ASSERT_EQ(write_str(TRACE_DIR "/events/cow/cow_copy/enable", "1"), 0);
+	ASSERT_EQ(cow_write_file(TRACE_DIR "/trace", ""), 0);
+	ASSERT_EQ(cow_write_file(TRACE_DIR "/events/cow/cow_copy/enable", "1"), 0);
 	ASSERT_EQ(set_long(SAMPLE_PATH, 1), 0);
 	ASSERT_EQ(cow_writes(mem, NR_PAGES, getpagesize(), CHILD_WAITS,
 			     &self->before, &self->after), 0);
-	ASSERT_EQ(write_str(TRACE_DIR "/events/cow/cow_copy/enable", "0"), 0);
+	ASSERT_EQ(cow_write_file(TRACE_DIR "/events/cow/cow_copy/enable", "0"), 0);
 	f = fopen(TRACE_DIR "/trace", "r");
 	ASSERT_NE(f, NULL);
 	while (fgets(line, sizeof(line), f)) {

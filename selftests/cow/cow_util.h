@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * Helpers shared by the cow selftests: page-pattern fill and check, THP and
- * hugetlb discovery, /proc/self/smaps look-ups.
+ * hugetlb discovery, /proc/self/smaps and /proc/vmstat look-ups, sysctl
+ * writes, and a forked child that checks its frozen view. Include after
+ * kselftest_harness.h.
  */
 #ifndef COW_UTIL_H
 #define COW_UTIL_H
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 
 #define COW_SUBPAGE	4096UL
 
@@ -52,6 +59,154 @@ static inline long cow_check(const char *p, size_t len, uint64_t seed)
 	}
 	return -1;
 }
+
+/*
+ * 0 when [mem, mem + size) holds the pattern of @seed with @byte at @off;
+ * else say what differs and return 1.
+ */
+static inline int cow_check_or_report(const char *who, char *mem, size_t size,
+				      uint64_t seed, size_t off, char byte)
+{
+	long bad = cow_check(mem, size, seed);
+	char *sp;
+
+	if (bad >= 0) {
+		sp = mem + bad * COW_SUBPAGE;
+		ksft_print_msg("%s: sub-page %ld of %zu: %#llx %#llx, want %#llx %#llx\n",
+			       who, bad, size / COW_SUBPAGE,
+			       (unsigned long long)*(uint64_t *)sp,
+			       (unsigned long long)*(uint64_t *)(sp + COW_SUBPAGE - 8),
+			       (unsigned long long)cow_word(seed, bad, 0),
+			       (unsigned long long)cow_word(seed, bad, 1));
+		return 1;
+	}
+	if (mem[off] != byte) {
+		ksft_print_msg("%s: byte at %zu is %#x, want %#x\n", who, off,
+			       mem[off] & 0xff, byte & 0xff);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Fork a child that waits until the parent writes to *go, then exits 0
+ * when [mem, mem + size) still holds the pattern of @seed with @byte at
+ * @off. Until then the child keeps every page of the parent COW-shared.
+ */
+static inline pid_t cow_fork_checker(char *mem, size_t size, uint64_t seed,
+				     size_t off, char byte, int *go)
+{
+	int fds[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(fds))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		/* Never outlive a killed test: it would pin the huge page. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(fds[1]);
+		if (read(fds[0], &c, 1) != 1)
+			_exit(2);
+		_exit(cow_check_or_report("child", mem, size, seed, off, byte));
+	}
+	close(fds[0]);
+	*go = fds[1];
+	return pid;
+}
+
+/* A child's exit code; -1 when it did not exit normally. */
+static inline int cow_wait_exit(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/* Tell a cow_fork_checker() child to check; its exit code, -1 if killed. */
+static inline int cow_checker_result(pid_t pid, int go)
+{
+	int ret = write(go, "g", 1) == 1 ? 0 : -1;
+
+	close(go);
+	return ret ? ret : cow_wait_exit(pid);
+}
+
+/* Write a string to a file (truncating it): 0 or the errno. */
+static inline int cow_write_file(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	int err = 0;
+
+	if (fd < 0)
+		return errno;
+	if (write(fd, val, strlen(val)) < 0)
+		err = errno;
+	close(fd);
+	return err;
+}
+
+/*
+ * A counter of /proc/vmstat, 0 when absent. The line buffer is static so
+ * that reading it after fork() touches no stack page that a test counts
+ * COW faults on.
+ */
+static inline unsigned long long cow_vmstat(const char *name)
+{
+	static char line[256];
+	unsigned long long v = 0, val;
+	char key[64];
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %llu", key, &val) == 2 && !strcmp(key, name))
+			v = val;
+	fclose(f);
+	return v;
+}
+
+/*
+ * Map twice @pmd bytes and return the PMD-aligned @pmd bytes inside,
+ * MADV_HUGEPAGE; *map is what to munmap() (2 * pmd). NULL on failure.
+ */
+static inline char *cow_map_thp(size_t pmd, char **map)
+{
+	char *mem;
+
+	*map = mmap(NULL, 2 * pmd, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*map == MAP_FAILED)
+		return NULL;
+	mem = (char *)(((uintptr_t)*map + pmd - 1) & ~(uintptr_t)(pmd - 1));
+	if (madvise(mem, pmd, MADV_HUGEPAGE)) {
+		munmap(*map, 2 * pmd);
+		return NULL;
+	}
+	return mem;
+}
+
+/* The first line of a file, without its newline; 0 or the errno. */
+static inline int cow_read_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	int err = 0;
+
+	if (!f)
+		return errno;
+	if (!fgets(buf, len, f))
+		err = EIO;
+	else
+		buf[strcspn(buf, "\n")] = '\0';
+	fclose(f);
+	return err;
+}
+
+#define COW_THP_MODE_PATH	"/proc/sys/vm/cow_thp_mode"
 
 /* Read one unsigned number from a file; 0 when it cannot be read. */
 static inline unsigned long cow_read_ulong(const char *path)

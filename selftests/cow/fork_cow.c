@@ -110,81 +110,16 @@ FIXTURE_TEARDOWN(cow_fork)
 		munmap(self->map, self->map_len);
 }
 
-/*
- * 0 when [mem, mem + size) holds the pattern of @seed with @byte at @off;
- * else say what differs and return 1.
- */
-static int check_or_report(const char *who, char *mem, size_t size,
-			   uint64_t seed, size_t off, char byte)
-{
-	long bad = cow_check(mem, size, seed);
-	char *sp;
-
-	if (bad >= 0) {
-		sp = mem + bad * COW_SUBPAGE;
-		ksft_print_msg("%s: sub-page %ld of %zu: %#llx %#llx, want %#llx %#llx\n",
-			       who, bad, size / COW_SUBPAGE,
-			       (unsigned long long)*(uint64_t *)sp,
-			       (unsigned long long)*(uint64_t *)(sp + COW_SUBPAGE - 8),
-			       (unsigned long long)cow_word(seed, bad, 0),
-			       (unsigned long long)cow_word(seed, bad, 1));
-		return 1;
-	}
-	if (mem[off] != byte) {
-		ksft_print_msg("%s: byte at %zu is %#x, want %#x\n", who, off,
-			       mem[off] & 0xff, byte & 0xff);
-		return 1;
-	}
-	return 0;
-}
-
-/*
- * Fork a child that waits until the parent says "go", then exits 0 when
- * [mem, mem + size) still holds the pattern of @seed with @byte at @off.
- */
-static pid_t fork_checker(char *mem, size_t size, uint64_t seed,
-			  size_t off, char byte, int *go)
-{
-	int fds[2];
-	pid_t pid;
-	char c;
-
-	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		/* Never outlive a killed test: it would pin the huge page. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(fds[1]);
-		if (read(fds[0], &c, 1) != 1)
-			_exit(2);
-		_exit(check_or_report("child", mem, size, seed, off, byte));
-	}
-	close(fds[0]);
-	*go = fds[1];
-	return pid;
-}
-
-static int wait_exit_code(pid_t pid)
-{
-	int status;
-
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
-}
-
 /* The parent rewrites everything: the child still reads the old data. */
 TEST_F_TIMEOUT(cow_fork, parent_write_child_keeps_old, TEST_TIMEOUT)
 {
 	int go;
-	pid_t pid = fork_checker(self->mem, self->size, SEED_OLD, 100, 0, &go);
+	pid_t pid = cow_fork_checker(self->mem, self->size, SEED_OLD, 100, 0, &go);
 
 	ASSERT_GT(pid, 0);
 	cow_fill(self->mem, self->size, SEED_NEW);
-	ASSERT_EQ(write(go, "g", 1), 1);
-	close(go);
-	EXPECT_EQ(wait_exit_code(pid), 0) TH_LOG("child saw the parent's write");
+	EXPECT_EQ(cow_checker_result(pid, go), 0)
+		TH_LOG("child saw the parent's write");
 	EXPECT_EQ(cow_check(self->mem, self->size, SEED_NEW), -1);
 }
 
@@ -199,7 +134,7 @@ TEST_F_TIMEOUT(cow_fork, child_write_parent_keeps_old, TEST_TIMEOUT)
 		cow_fill(self->mem, self->size, SEED_NEW);
 		_exit(cow_check(self->mem, self->size, SEED_NEW) == -1 ? 0 : 1);
 	}
-	ASSERT_EQ(wait_exit_code(pid), 0) TH_LOG("child lost its own write");
+	ASSERT_EQ(cow_wait_exit(pid), 0) TH_LOG("child lost its own write");
 	EXPECT_EQ(cow_check(self->mem, self->size, SEED_OLD), -1)
 		TH_LOG("parent saw the child's write");
 }
@@ -213,13 +148,12 @@ TEST_F_TIMEOUT(cow_fork, one_byte_write_diverges_only_that_byte,
 {
 	size_t off = self->size / 2 + 100;
 	int go;
-	pid_t pid = fork_checker(self->mem, self->size, SEED_OLD, off, 0, &go);
+	pid_t pid = cow_fork_checker(self->mem, self->size, SEED_OLD, off, 0, &go);
 
 	ASSERT_GT(pid, 0);
 	self->mem[off] = 0x5a;
-	ASSERT_EQ(write(go, "g", 1), 1);
-	close(go);
-	EXPECT_EQ(wait_exit_code(pid), 0) TH_LOG("child saw the parent's write");
+	EXPECT_EQ(cow_checker_result(pid, go), 0)
+		TH_LOG("child saw the parent's write");
 	EXPECT_EQ(cow_check(self->mem, self->size, SEED_OLD), -1);
 	EXPECT_EQ(self->mem[off], 0x5a);
 }

@@ -1,0 +1,44 @@
+# shellcheck shell=bash
+# Helpers for the report scripts (sourced, not run): reading the guest's
+# "r KEY=VALUE..." result lines and formatting numbers.
+
+# val PREFIX KEY: a KEY=VALUE line of the smoke section.
+val() { tr -d '\r' <"$1.out" | sed -n "s/^$2=//p" | head -n 1; }
+
+# get PREFIX KEY COND...: KEY's value on the first "r" result line that
+# has every COND (KEY=VALUE) among its fields; empty when there is none.
+get() {
+	local f=$1.out key=$2
+	shift 2
+	tr -d '\r' <"$f" | awk -v key="$key" -v conds="$*" '
+		BEGIN { n = split(conds, c, " ") }
+		/^r / {
+			for (i = 1; i <= n; i++)
+				if (index(" " $0 " ", " " c[i] " ") == 0)
+					next
+			for (i = 2; i <= NF; i++) {
+				split($i, kv, "=")
+				if (kv[1] == key) { print kv[2]; exit }
+			}
+		}'
+}
+
+mode_of() {
+	case $(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$1.meta") in
+	icount) echo "QEMU TCG -icount shift=0: 1 ns = 1 guest instruction" ;;
+	tcg) echo "QEMU TCG: wall-clock guest time, emulation noise included" ;;
+	kvm) echo "QEMU KVM: hardware time" ;;
+	*) echo "QEMU (unknown mode)" ;;
+	esac
+}
+
+# ratio A B: A/B with 2 decimals, or "-".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+# pct A B: (A-B)/B in percent with a sign, or "-".
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%+.2f%%", (a - b) * 100 / b }'; }
+# sub A B: A-B, or "-".
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-"; else print a - b }'; }
+or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "-"; fi; }
+
+# share A B: A as a whole percentage of B, or "-".
+share() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-" || b == "" || b == 0) print "-"; else printf "%.0f%%", a * 100 / b }'; }
