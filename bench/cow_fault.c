@@ -11,6 +11,14 @@
  *                                   of every 4 KiB of each THP region,
  *                                   under whatever vm.cow_thp_mode and
  *                                   pre-copy knobs are set
+ *   cow_fault precopy WORKLOAD PAGES  table C: after fork(), write PAGES
+ *                                   4 KiB pages in the order of WORKLOAD
+ *                                   (seq, desc, stride2: every other
+ *                                   page, random: an eighth of the pages
+ *                                   in random order), under whatever
+ *                                   pre-copy knobs are set
+ *   cow_fault memcpy - N            table C's yardstick: a plain 4 KiB
+ *                                   memcpy(), mean of N
  *
  * CLASS is 4k, thp (a shared PMD-mapped THP; the kernel splits or copies it
  * as vm.cow_thp_mode says, thpcopy names the same run for the pmd_copy
@@ -441,6 +449,148 @@ static void do_thp(size_t regions)
 	free(whole);
 }
 
+/* vmstat counter NAME; 0 when absent. */
+static unsigned long long vmstat(const char *name)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	unsigned long long v = 0, x;
+	char key[64];
+
+	if (!f)
+		die("/proc/vmstat");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %llu", key, &x) == 2 && !strcmp(key, name))
+			v = x;
+	fclose(f);
+	return v;
+}
+
+struct cow_counts {
+	unsigned long long copy, precopy, fail;
+	long minflt;
+};
+
+static void cow_counts(struct cow_counts *c)
+{
+	c->copy = vmstat("cow_copy");
+	c->precopy = vmstat("cow_precopy");
+	c->fail = vmstat("cow_precopy_fail");
+	c->minflt = minflt();
+}
+
+/* The pages a WORKLOAD writes, in order, into idx[]; how many. */
+static size_t workload(const char *w, size_t n, size_t *idx)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	size_t i, j, t;
+
+	if (!strcmp(w, "seq") || !strcmp(w, "random")) {
+		for (i = 0; i < n; i++)
+			idx[i] = i;
+		if (!strcmp(w, "seq"))
+			return n;
+		/* A fixed-seed shuffle; the first eighth is written. */
+		for (i = n - 1; i > 0; i--) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			j = x % (i + 1);
+			t = idx[i];
+			idx[i] = idx[j];
+			idx[j] = t;
+		}
+		return n / 8;
+	}
+	if (!strcmp(w, "desc")) {
+		for (i = 0; i < n; i++)
+			idx[i] = n - 1 - i;
+		return n;
+	}
+	if (!strcmp(w, "stride2")) {
+		for (i = 0; i < n / 2; i++)
+			idx[i] = 2 * i;
+		return n / 2;
+	}
+	return 0;
+}
+
+/*
+ * Table C: fill PAGES pages, fork a child that keeps them shared, write
+ * one byte to each page the workload names, timing the whole loop. Done
+ * PRECOPY_REPS times (each fork() shares the pages again): the time is
+ * the median, the counts (the same each time) are the last run's.
+ */
+#define PRECOPY_REPS	3
+
+static void do_precopy(const char *w, size_t n)
+{
+	const struct cls *c = &classes[0];
+	size_t *idx = calloc(n, sizeof(*idx)), nw, map_len, i;
+	char pages[16], adaptive[16], *map, *mem;
+	uint64_t t, times[PRECOPY_REPS];
+	struct cow_counts b, a;
+	struct holder h;
+	int r;
+
+	if (!idx)
+		die("calloc");
+	nw = workload(w, n, idx);
+	if (!nw) {
+		fprintf(stderr, "cow_fault: unknown workload %s\n", w);
+		exit(2);
+	}
+	read_knob("/proc/sys/vm/cow_precopy_pages", pages, sizeof(pages));
+	read_knob("/proc/sys/vm/cow_precopy_adaptive", adaptive,
+		  sizeof(adaptive));
+	mem = map_regions(c, n, &map, &map_len);
+	for (r = 0; r < PRECOPY_REPS; r++) {
+		hold_start(&h);
+		/* Break COW on what the counting touches, then count. */
+		cow_counts(&b);
+		cow_counts(&b);
+		t = now_ns();
+		for (i = 0; i < nw; i++)
+			mem[idx[i] * c->size + 64] = 2;
+		times[r] = now_ns() - t;
+		cow_counts(&a);
+		hold_end(&h);
+	}
+	qsort(times, PRECOPY_REPS, sizeof(times[0]), cmp_u64);
+	t = times[PRECOPY_REPS / 2];
+	printf("mode=precopy workload=%s precopy_pages=%s precopy_adaptive=%s pages=%zu written=%zu reps=%d time_ns=%llu time_min_ns=%llu time_max_ns=%llu per_written_ns=%llu",
+	       w, pages, adaptive, n, nw, PRECOPY_REPS, (unsigned long long)t,
+	       (unsigned long long)times[0],
+	       (unsigned long long)times[PRECOPY_REPS - 1],
+	       (unsigned long long)(t / nw));
+	printf(" traps=%ld cow_copy=%llu precopied=%llu precopy_fail=%llu wasted=%lld\n",
+	       a.minflt - b.minflt, a.copy - b.copy, a.precopy - b.precopy,
+	       a.fail - b.fail,
+	       (long long)(a.copy - b.copy + a.precopy - b.precopy) - (long long)nw);
+	munmap(map, map_len);
+	free(idx);
+}
+
+/* Mean ns of a 4 KiB memcpy() between two private, present buffers. */
+static void do_memcpy(size_t reps)
+{
+	static char src[4096] __attribute__((aligned(4096)));
+	static char dst[4096] __attribute__((aligned(4096)));
+	uint64_t t;
+	size_t i;
+
+	memset(src, 1, sizeof(src));
+	memset(dst, 2, sizeof(dst));
+	t = now_ns();
+	for (i = 0; i < reps; i++) {
+		memcpy(dst, src, sizeof(dst));
+		/* Keep each copy: the compiler must not merge them. */
+		__asm__ __volatile__("" : : "r"(dst) : "memory");
+	}
+	t = now_ns() - t;
+	printf("mode=memcpy reps=%zu memcpy_4k_ns=%llu\n", reps,
+	       (unsigned long long)(t / reps));
+}
+
 int main(int argc, char **argv)
 {
 	const struct cls *c = NULL;
@@ -448,23 +598,32 @@ int main(int argc, char **argv)
 
 	if (argc != 4) {
 		fprintf(stderr, "usage: cow_fault user|trace 4k|thp|thpcopy|hugetlb2m|hugetlb1g REGIONS\n"
-			"       cow_fault thp - REGIONS\n");
+			"       cow_fault thp - REGIONS\n"
+			"       cow_fault precopy seq|desc|stride2|random PAGES\n"
+			"       cow_fault memcpy - N\n");
 		return 2;
 	}
 	for (i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
 		if (!strcmp(argv[2], classes[i].name))
 			c = &classes[i];
 	regions = strtoul(argv[3], NULL, 0);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strcmp(argv[1], "thp") && regions) {
-		setvbuf(stdout, NULL, _IOLBF, 0);
 		do_thp(regions);
+		return 0;
+	}
+	if (!strcmp(argv[1], "precopy") && regions) {
+		do_precopy(argv[2], regions);
+		return 0;
+	}
+	if (!strcmp(argv[1], "memcpy") && regions) {
+		do_memcpy(regions);
 		return 0;
 	}
 	if (!c || !regions) {
 		fprintf(stderr, "cow_fault: bad class or region count\n");
 		return 2;
 	}
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strcmp(argv[1], "user"))
 		do_user(c, regions);
 	else if (!strcmp(argv[1], "trace"))

@@ -193,6 +193,7 @@ SAMPLE_KNOB=/proc/sys/vm/cow_latency_sample
 BENCH_4K_PAGES=4096
 BENCH_F_REPS=5
 BENCH_D_REGIONS=64
+BENCH_C_PAGES=16384
 job_benchf() {
 	job_smoke
 	[ -x $BENCH ] || return 0
@@ -240,6 +241,28 @@ job_bench() {
 		else
 			echo "r table=D setting=$setting skipped=$(echo "$why" | tr ' ' +)"
 		fi
+	done
+	knobs_reset
+	bench_precopy
+}
+
+# C: pre-copy windows x workloads over BENCH_C_PAGES COW-shared pages, and
+# the cost of a plain 4 KiB memcpy to compare a written page's cost with.
+bench_precopy() {
+	if [ ! -f /proc/sys/vm/cow_precopy_pages ]; then
+		echo "r table=C skipped=vm.cow_precopy_pages+not+in+this+kernel"
+		return 0
+	fi
+	echo "r table=C $($BENCH memcpy - 1000)"
+	for wl in seq random stride2 desc; do
+		for win in 0 1 3 7 15 31 a31; do
+			case $win in
+			a*) knobs="cow_precopy_pages=${win#a} cow_precopy_adaptive=1" ;;
+			*) knobs="cow_precopy_pages=$win" ;;
+			esac
+			set_knobs "$knobs" >/dev/null
+			echo "r table=C window=$win $($BENCH precopy $wl $BENCH_C_PAGES)"
+		done
 	done
 	knobs_reset
 }

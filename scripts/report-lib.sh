@@ -2,25 +2,34 @@
 # Helpers for the report scripts (sourced, not run): reading the guest's
 # "r KEY=VALUE..." result lines and formatting numbers.
 
+# Both read the file themselves and stop at the first match: an early exit
+# at the end of a pipe would be a SIGPIPE failure under pipefail.
+
 # val PREFIX KEY: a KEY=VALUE line of the smoke section.
-val() { tr -d '\r' <"$1.out" | sed -n "s/^$2=//p" | head -n 1; }
+val() {
+	awk -v key="$2" '{ sub(/\r$/, "") }
+		index($0, key "=") == 1 { print substr($0, length(key) + 2); exit }' "$1.out"
+}
 
 # get PREFIX KEY COND...: KEY's value on the first "r" result line that
 # has every COND (KEY=VALUE) among its fields; empty when there is none.
 get() {
 	local f=$1.out key=$2
 	shift 2
-	tr -d '\r' <"$f" | awk -v key="$key" -v conds="$*" '
+	awk -v key="$key" -v conds="$*" '
 		BEGIN { n = split(conds, c, " ") }
+		{ sub(/\r$/, "") }
 		/^r / {
 			for (i = 1; i <= n; i++)
 				if (index(" " $0 " ", " " c[i] " ") == 0)
 					next
 			for (i = 2; i <= NF; i++) {
-				split($i, kv, "=")
-				if (kv[1] == key) { print kv[2]; exit }
+				if (index($i, key "=") == 1) {
+					print substr($i, length(key) + 2)
+					exit
+				}
 			}
-		}'
+		}' "$f"
 }
 
 mode_of() {

@@ -126,6 +126,7 @@ tables() {
 	echo "Plot: table-b.png (log scale)."
 	echo
 
+	"$(dirname "$0")/report-c.sh" "$series" "$outdir"
 	"$(dirname "$0")/report-d.sh" "$series" "$outdir"
 
 	fs=$outdir/run-f-series.out
@@ -179,7 +180,7 @@ has_series=$(get "$series" per_fault_ns table=F sample=0)
 	echo
 
 	if [ -z "$has_series" ]; then
-		echo "The kernel under test has no COW instrumentation: tables A, B, D and F need the series."
+		echo "The kernel under test has no COW instrumentation: tables A to D and F need the series."
 	else
 		tables
 	fi

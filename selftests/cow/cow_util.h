@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #define COW_SUBPAGE	4096UL
@@ -89,31 +90,67 @@ static inline int cow_check_or_report(const char *who, char *mem, size_t size,
 }
 
 /*
- * Fork a child that waits until the parent writes to *go, then exits 0
- * when [mem, mem + size) still holds the pattern of @seed with @byte at
- * @off. Until then the child keeps every page of the parent COW-shared.
+ * Fork a child that runs @check(@arg) once the parent writes to *go and
+ * exits with its result. Until then the child keeps every page of the
+ * parent COW-shared, and it has taken every fault of its own before this
+ * returns, so that none lands among what the parent counts. -1 on error.
+ */
+static inline pid_t cow_fork_waiter(int (*check)(void *), void *arg, int *go)
+{
+	int fds[2], ready[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(fds) || pipe(ready))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		/* Never outlive a killed test: it would pin the memory. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(fds[1]);
+		/* A zero-length read touches the stack the real one will. */
+		if (read(fds[0], &c, 0) || write(ready[1], "r", 1) != 1 ||
+		    read(fds[0], &c, 1) != 1)
+			_exit(2);
+		_exit(check(arg));
+	}
+	close(fds[0]);
+	close(ready[1]);
+	if (pid < 0 || read(ready[0], &c, 1) != 1) {
+		close(fds[1]);
+		close(ready[0]);
+		return -1;
+	}
+	close(ready[0]);
+	*go = fds[1];
+	return pid;
+}
+
+struct cow_checker_arg {
+	char *mem;
+	size_t size, off;
+	uint64_t seed;
+	char byte;
+};
+
+static inline int cow_checker_run(void *p)
+{
+	struct cow_checker_arg *a = p;
+
+	return cow_check_or_report("child", a->mem, a->size, a->seed, a->off,
+				   a->byte);
+}
+
+/*
+ * A cow_fork_waiter() child that checks that [mem, mem + size) still
+ * holds the pattern of @seed with @byte at @off.
  */
 static inline pid_t cow_fork_checker(char *mem, size_t size, uint64_t seed,
 				     size_t off, char byte, int *go)
 {
-	int fds[2];
-	pid_t pid;
-	char c;
+	struct cow_checker_arg arg = { mem, size, off, seed, byte };
 
-	if (pipe(fds))
-		return -1;
-	pid = fork();
-	if (pid == 0) {
-		/* Never outlive a killed test: it would pin the huge page. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(fds[1]);
-		if (read(fds[0], &c, 1) != 1)
-			_exit(2);
-		_exit(cow_check_or_report("child", mem, size, seed, off, byte));
-	}
-	close(fds[0]);
-	*go = fds[1];
-	return pid;
+	return cow_fork_waiter(cow_checker_run, &arg, go);
 }
 
 /* A child's exit code; -1 when it did not exit normally. */
@@ -207,6 +244,75 @@ static inline int cow_read_line(const char *path, char *buf, size_t len)
 }
 
 #define COW_THP_MODE_PATH	"/proc/sys/vm/cow_thp_mode"
+#define COW_PRECOPY_PAGES_PATH	"/proc/sys/vm/cow_precopy_pages"
+#define COW_PRECOPY_ADAPT_PATH	"/proc/sys/vm/cow_precopy_adaptive"
+
+/* The pre-copy knobs as they were; "" for one this kernel lacks. */
+struct cow_precopy_knobs {
+	char pages[16];
+	char adaptive[16];
+};
+
+/* Save the pre-copy knobs in @k and set them; 0 or the errno. */
+static inline int cow_precopy_set(struct cow_precopy_knobs *k,
+				  const char *pages, const char *adaptive)
+{
+	int err = 0;
+
+	if (cow_read_line(COW_PRECOPY_PAGES_PATH, k->pages, sizeof(k->pages)))
+		k->pages[0] = '\0';
+	if (cow_read_line(COW_PRECOPY_ADAPT_PATH, k->adaptive,
+			  sizeof(k->adaptive)))
+		k->adaptive[0] = '\0';
+	if (k->pages[0])
+		err = cow_write_file(COW_PRECOPY_PAGES_PATH, pages);
+	if (!err && k->adaptive[0])
+		err = cow_write_file(COW_PRECOPY_ADAPT_PATH, adaptive);
+	return err;
+}
+
+static inline void cow_precopy_restore(const struct cow_precopy_knobs *k)
+{
+	if (k->pages[0])
+		cow_write_file(COW_PRECOPY_PAGES_PATH, k->pages);
+	if (k->adaptive[0])
+		cow_write_file(COW_PRECOPY_ADAPT_PATH, k->adaptive);
+}
+
+/* The COW counters of /proc/vmstat and this process's minor faults. */
+struct cow_counts {
+	unsigned long long cow_copy, thp_copy, thp_split, fallback_charge;
+	unsigned long long precopy, precopy_fail;
+	long minflt;
+};
+
+static inline void cow_get_counts(struct cow_counts *c)
+{
+	struct rusage ru;
+
+	c->cow_copy = cow_vmstat("cow_copy");
+	c->thp_copy = cow_vmstat("cow_thp_copy");
+	c->thp_split = cow_vmstat("cow_thp_split");
+	c->fallback_charge = cow_vmstat("thp_fault_fallback_charge");
+	c->precopy = cow_vmstat("cow_precopy");
+	c->precopy_fail = cow_vmstat("cow_precopy_fail");
+	getrusage(RUSAGE_SELF, &ru);
+	c->minflt = ru.ru_minflt;
+}
+
+/*
+ * The counters before a write, into @b. Filling @a and @b first breaks
+ * COW on every stack and static page that counting touches, so that the
+ * real reading and the one after the write cause no COW fault of their
+ * own.
+ */
+static inline void cow_counts_before(struct cow_counts *b,
+				     struct cow_counts *a)
+{
+	cow_get_counts(a);
+	cow_get_counts(b);
+	cow_get_counts(b);
+}
 
 /* Read one unsigned number from a file; 0 when it cannot be read. */
 static inline unsigned long cow_read_ulong(const char *path)

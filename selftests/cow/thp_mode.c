@@ -25,34 +25,6 @@
 /* Far below one PMD-sized THP: its charge cannot succeed. */
 #define CGROUP_MAX	"1048576"
 
-struct counts {
-	unsigned long long thp_copy, thp_split, cow_copy, fallback_charge;
-	long minflt;
-};
-
-static void get_counts(struct counts *c)
-{
-	struct rusage ru;
-
-	c->thp_copy = cow_vmstat("cow_thp_copy");
-	c->thp_split = cow_vmstat("cow_thp_split");
-	c->cow_copy = cow_vmstat("cow_copy");
-	c->fallback_charge = cow_vmstat("thp_fault_fallback_charge");
-	getrusage(RUSAGE_SELF, &ru);
-	c->minflt = ru.ru_minflt;
-}
-
-/*
- * Counters around a write: the first get_counts() breaks COW on the
- * stack and static pages it touches, so that the second one, the real
- * "before", causes no COW fault of its own.
- */
-static void counts_before(struct counts *c)
-{
-	get_counts(c);
-	get_counts(c);
-}
-
 /* Set vm.cow_thp_mode, keeping the old value in @saved; 0 or errno. */
 static int set_mode(const char *mode, char *saved, size_t len)
 {
@@ -63,6 +35,7 @@ static int set_mode(const char *mode, char *saved, size_t len)
 
 FIXTURE(cow_thp) {
 	char saved[16];
+	struct cow_precopy_knobs precopy;
 	size_t pmd;
 	char *map;
 	char *mem;
@@ -88,10 +61,13 @@ FIXTURE_SETUP(cow_thp)
 	if (cow_smaps_kb(self->mem, "AnonHugePages") < (long)(self->pmd / 1024))
 		SKIP(return, "no PMD-mapped THP populated (THP disabled?)");
 	ASSERT_EQ(set_mode(variant->mode, self->saved, sizeof(self->saved)), 0);
+	/* The split counts one fault per 4 KiB written. */
+	ASSERT_EQ(cow_precopy_set(&self->precopy, "0", "0"), 0);
 }
 
 FIXTURE_TEARDOWN(cow_thp)
 {
+	cow_precopy_restore(&self->precopy);
 	if (self->saved[0])
 		cow_write_file(COW_THP_MODE_PATH, self->saved);
 	if (self->mem)
@@ -106,16 +82,16 @@ FIXTURE_TEARDOWN(cow_thp)
 TEST_F(cow_thp, one_byte_write)
 {
 	size_t off = self->pmd / 2 + 100;
-	struct counts b, a;
+	struct cow_counts b, a;
 	bool copy = !strcmp(variant->mode, "copy");
 	int go;
 	pid_t pid;
 
 	pid = cow_fork_checker(self->mem, self->pmd, SEED_OLD, off, 0, &go);
 	ASSERT_GT(pid, 0);
-	counts_before(&b);
+	cow_counts_before(&b, &a);
 	self->mem[off] = 0x5a;
-	get_counts(&a);
+	cow_get_counts(&a);
 	EXPECT_EQ(cow_checker_result(pid, go), 0)
 		TH_LOG("the child saw the parent's write");
 	EXPECT_EQ(cow_check_or_report("parent", self->mem, self->pmd,
@@ -134,23 +110,23 @@ TEST_F(cow_thp, one_byte_write)
 TEST_F(cow_thp, rewrite_whole_huge_page)
 {
 	long nr = self->pmd / COW_SUBPAGE;
-	struct counts b, a;
+	struct cow_counts b, a;
 	bool copy = !strcmp(variant->mode, "copy");
 	int go;
 	pid_t pid;
 
 	pid = cow_fork_checker(self->mem, self->pmd, SEED_OLD, OFF, 0, &go);
 	ASSERT_GT(pid, 0);
-	counts_before(&b);
+	cow_counts_before(&b, &a);
 	cow_fill(self->mem, self->pmd, SEED_NEW);
-	get_counts(&a);
+	cow_get_counts(&a);
 	EXPECT_EQ(cow_checker_result(pid, go), 0)
 		TH_LOG("the child saw the parent's writes");
 	EXPECT_EQ(cow_check(self->mem, self->pmd, SEED_NEW), -1);
 	EXPECT_EQ(a.thp_copy - b.thp_copy, copy ? 1 : 0);
 	EXPECT_EQ(a.thp_split - b.thp_split, copy ? 0 : 1);
 	EXPECT_EQ(a.cow_copy - b.cow_copy, copy ? 1 : nr);
-	/* get_counts() itself may fault once or twice after the writes. */
+	/* cow_get_counts() itself may fault once or twice after the writes. */
 	EXPECT_GE(a.minflt - b.minflt, copy ? 1 : nr);
 	EXPECT_LE(a.minflt - b.minflt, (copy ? 1 : nr) + 2);
 }
@@ -220,17 +196,17 @@ FIXTURE_TEARDOWN(cow_thp_fallback)
  * THP copy, one split, the data right on both sides, no PMD mapping left.
  */
 static void write_expect_split(struct __test_metadata *_metadata,
-			       char *mem, size_t pmd, struct counts *b,
-			       struct counts *a)
+			       char *mem, size_t pmd, struct cow_counts *b,
+			       struct cow_counts *a)
 {
 	int go;
 	pid_t pid;
 
 	pid = cow_fork_checker(mem, pmd, SEED_OLD, OFF, 0, &go);
 	ASSERT_GT(pid, 0);
-	counts_before(b);
+	cow_counts_before(b, a);
 	mem[OFF] = 0x5a;
-	get_counts(a);
+	cow_get_counts(a);
 	EXPECT_EQ(cow_checker_result(pid, go), 0)
 		TH_LOG("the child saw the parent's write");
 	EXPECT_EQ(cow_check_or_report("parent", mem, pmd,
@@ -245,7 +221,7 @@ static void write_expect_split(struct __test_metadata *_metadata,
 TEST_F(cow_thp_fallback, memcg_charge_failure_splits)
 {
 	char controllers[256] = "";
-	struct counts b, a;
+	struct cow_counts b, a;
 
 	if (cow_read_line(CGROUP_ROOT "/cgroup.controllers", controllers,
 			  sizeof(controllers)) || !strstr(controllers, "memory"))
@@ -257,6 +233,11 @@ TEST_F(cow_thp_fallback, memcg_charge_failure_splits)
 	ASSERT_EQ(cow_write_file(CGROUP_TEST "/cgroup.procs", "0"), 0);
 	self->in_cgroup = true;
 	ASSERT_EQ(cow_write_file(CGROUP_TEST "/memory.max", CGROUP_MAX), 0);
+	/*
+	 * The failed charge reclaims: with swap it could swap out this
+	 * process's own pages and count their swap-in faults here.
+	 */
+	cow_write_file(CGROUP_TEST "/memory.swap.max", "0");
 
 	write_expect_split(_metadata, self->mem, self->pmd, &b, &a);
 	EXPECT_EQ(a.fallback_charge - b.fallback_charge, 1);
@@ -265,7 +246,7 @@ TEST_F(cow_thp_fallback, memcg_charge_failure_splits)
 /* MADV_NOHUGEPAGE after the THP was made: no new huge page, we split. */
 TEST_F(cow_thp_fallback, nohugepage_vma_splits)
 {
-	struct counts b, a;
+	struct cow_counts b, a;
 
 	ASSERT_EQ(madvise(self->mem, self->pmd, MADV_NOHUGEPAGE), 0);
 	write_expect_split(_metadata, self->mem, self->pmd, &b, &a);
