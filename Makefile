@@ -27,7 +27,7 @@ INITRD     := $(GUEST)/initramfs.cpio
 SELFTESTS_PATCH := patches/0099-selftests-cow-add-the-cow-kselftest-target.patch
 
 .DEFAULT_GOAL := run
-.PHONY: run check kselftest kernel initramfs qemu stock lint clean help \
+.PHONY: run check kselftest kernel initramfs qemu stock lint clean help mm-suites \
 	deps source stock-source guest-programs selftests-patch
 
 help:
@@ -36,6 +36,7 @@ help:
 	@echo 'make kselftest TARGETS="cow ..."   run those kselftest targets in the guest'
 	@echo 'make kernel | initramfs | qemu      the steps; qemu = interactive guest shell'
 	@echo 'make stock      the same kernel without the series ($(STOCK_OBJ))'
+	@echo 'make mm-suites  upstream mm selftests (ksm, uffd, gup_longterm, ...): stock vs series, knobs off/on'
 	@echo 'make lint       checkpatch --strict, shellcheck, series applies, selftests patch in sync'
 	@echo 'make selftests-patch   regenerate $(SELFTESTS_PATCH) from selftests/cow'
 	@echo 'make clean      remove build/ and out/'
@@ -75,6 +76,11 @@ run: initramfs stock
 
 check: initramfs
 	@scripts/check.sh $(BZIMAGE) $(INITRD)
+
+# The wider upstream mm selftests on the stock kernel and on the series with
+# knobs off and on; writes out/mm-suites.md. Not part of make check.
+mm-suites: kernel stock
+	@scripts/mm-suites.sh $(SRC) $(OBJ) $(BZIMAGE) $(STOCK_OBJ)/arch/x86/boot/bzImage
 
 kselftest: initramfs
 	@scripts/qemu-run.sh $(BZIMAGE) $(INITRD) kselftest out/kselftest
