@@ -545,8 +545,11 @@ static void do_precopy(const char *w, size_t n)
 	mem = map_regions(c, n, &map, &map_len);
 	for (r = 0; r < PRECOPY_REPS; r++) {
 		hold_start(&h);
-		/* Break COW on what the counting touches, then count. */
-		cow_counts(&b);
+		/*
+		 * Break COW on what the counting touches (both structs:
+		 * they may sit on different stack pages), then count.
+		 */
+		cow_counts(&a);
 		cow_counts(&b);
 		t = now_ns();
 		for (i = 0; i < nw; i++)

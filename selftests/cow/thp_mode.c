@@ -33,12 +33,46 @@ static int set_mode(const char *mode, char *saved, size_t len)
 	return err ? err : cow_write_file(COW_THP_MODE_PATH, mode);
 }
 
-FIXTURE(cow_thp) {
+/* A PMD-mapped THP filled with SEED_OLD, and the mode to restore. */
+struct thp_region {
 	char saved[16];
-	struct cow_precopy_knobs precopy;
 	size_t pmd;
 	char *map;
 	char *mem;
+};
+
+/*
+ * Map and fill @r's THP, then set vm.cow_thp_mode to @mode. False when
+ * the test is skipped: no THP, no knob, or no PMD mapping populated.
+ */
+static bool thp_region_setup(struct __test_metadata *_metadata,
+			     struct thp_region *r, const char *mode)
+{
+	r->pmd = cow_pmd_size();
+	if (!r->pmd)
+		SKIP(return false, "THP not supported by this kernel");
+	if (access(COW_THP_MODE_PATH, F_OK))
+		SKIP(return false, "vm.cow_thp_mode not in this kernel");
+	r->mem = cow_map_thp(r->pmd, &r->map);
+	ASSERT_NE(r->mem, NULL);
+	cow_fill(r->mem, r->pmd, SEED_OLD);
+	if (cow_smaps_kb(r->mem, "AnonHugePages") < (long)(r->pmd / 1024))
+		SKIP(return false, "no PMD-mapped THP populated (THP disabled?)");
+	ASSERT_EQ(set_mode(mode, r->saved, sizeof(r->saved)), 0);
+	return true;
+}
+
+static void thp_region_teardown(struct thp_region *r)
+{
+	if (r->saved[0])
+		cow_write_file(COW_THP_MODE_PATH, r->saved);
+	if (r->mem)
+		munmap(r->map, 2 * r->pmd);
+}
+
+FIXTURE(cow_thp) {
+	struct thp_region r;
+	struct cow_precopy_knobs precopy;
 };
 
 FIXTURE_VARIANT(cow_thp) {
@@ -50,17 +84,8 @@ FIXTURE_VARIANT_ADD(cow_thp, copy) { .mode = "copy" };
 
 FIXTURE_SETUP(cow_thp)
 {
-	self->pmd = cow_pmd_size();
-	if (!self->pmd)
-		SKIP(return, "THP not supported by this kernel");
-	if (access(COW_THP_MODE_PATH, F_OK))
-		SKIP(return, "vm.cow_thp_mode not in this kernel");
-	self->mem = cow_map_thp(self->pmd, &self->map);
-	ASSERT_NE(self->mem, NULL);
-	cow_fill(self->mem, self->pmd, SEED_OLD);
-	if (cow_smaps_kb(self->mem, "AnonHugePages") < (long)(self->pmd / 1024))
-		SKIP(return, "no PMD-mapped THP populated (THP disabled?)");
-	ASSERT_EQ(set_mode(variant->mode, self->saved, sizeof(self->saved)), 0);
+	if (!thp_region_setup(_metadata, &self->r, variant->mode))
+		return;
 	/* The split counts one fault per 4 KiB written. */
 	ASSERT_EQ(cow_precopy_set(&self->precopy, "0", "0"), 0);
 }
@@ -68,10 +93,7 @@ FIXTURE_SETUP(cow_thp)
 FIXTURE_TEARDOWN(cow_thp)
 {
 	cow_precopy_restore(&self->precopy);
-	if (self->saved[0])
-		cow_write_file(COW_THP_MODE_PATH, self->saved);
-	if (self->mem)
-		munmap(self->map, 2 * self->pmd);
+	thp_region_teardown(&self->r);
 }
 
 /*
@@ -81,26 +103,26 @@ FIXTURE_TEARDOWN(cow_thp)
  */
 TEST_F(cow_thp, one_byte_write)
 {
-	size_t off = self->pmd / 2 + 100;
+	size_t off = self->r.pmd / 2 + 100;
 	struct cow_counts b, a;
 	bool copy = !strcmp(variant->mode, "copy");
 	int go;
 	pid_t pid;
 
-	pid = cow_fork_checker(self->mem, self->pmd, SEED_OLD, off, 0, &go);
+	pid = cow_fork_checker(self->r.mem, self->r.pmd, SEED_OLD, off, 0, &go);
 	ASSERT_GT(pid, 0);
 	cow_counts_before(&b, &a);
-	self->mem[off] = 0x5a;
+	self->r.mem[off] = 0x5a;
 	cow_get_counts(&a);
 	EXPECT_EQ(cow_checker_result(pid, go), 0)
 		TH_LOG("the child saw the parent's write");
-	EXPECT_EQ(cow_check_or_report("parent", self->mem, self->pmd,
+	EXPECT_EQ(cow_check_or_report("parent", self->r.mem, self->r.pmd,
 				      SEED_OLD, off, 0x5a), 0);
 	EXPECT_EQ(a.thp_copy - b.thp_copy, copy ? 1 : 0);
 	EXPECT_EQ(a.thp_split - b.thp_split, copy ? 0 : 1);
 	EXPECT_EQ(a.cow_copy - b.cow_copy, 1);
-	EXPECT_EQ(cow_smaps_kb(self->mem, "AnonHugePages"),
-		  copy ? (long)(self->pmd / 1024) : 0);
+	EXPECT_EQ(cow_smaps_kb(self->r.mem, "AnonHugePages"),
+		  copy ? (long)(self->r.pmd / 1024) : 0);
 }
 
 /*
@@ -109,20 +131,20 @@ TEST_F(cow_thp, one_byte_write)
  */
 TEST_F(cow_thp, rewrite_whole_huge_page)
 {
-	long nr = self->pmd / COW_SUBPAGE;
+	long nr = self->r.pmd / COW_SUBPAGE;
 	struct cow_counts b, a;
 	bool copy = !strcmp(variant->mode, "copy");
 	int go;
 	pid_t pid;
 
-	pid = cow_fork_checker(self->mem, self->pmd, SEED_OLD, OFF, 0, &go);
+	pid = cow_fork_checker(self->r.mem, self->r.pmd, SEED_OLD, OFF, 0, &go);
 	ASSERT_GT(pid, 0);
 	cow_counts_before(&b, &a);
-	cow_fill(self->mem, self->pmd, SEED_NEW);
+	cow_fill(self->r.mem, self->r.pmd, SEED_NEW);
 	cow_get_counts(&a);
 	EXPECT_EQ(cow_checker_result(pid, go), 0)
 		TH_LOG("the child saw the parent's writes");
-	EXPECT_EQ(cow_check(self->mem, self->pmd, SEED_NEW), -1);
+	EXPECT_EQ(cow_check(self->r.mem, self->r.pmd, SEED_NEW), -1);
 	EXPECT_EQ(a.thp_copy - b.thp_copy, copy ? 1 : 0);
 	EXPECT_EQ(a.thp_split - b.thp_split, copy ? 0 : 1);
 	EXPECT_EQ(a.cow_copy - b.cow_copy, copy ? 1 : nr);
@@ -142,14 +164,14 @@ TEST_F(cow_thp, child_write_leaves_parent_mapping)
 	ASSERT_GE(pid, 0);
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		self->mem[OFF] = 0x5a;
-		_exit(cow_check_or_report("child", self->mem, self->pmd,
+		self->r.mem[OFF] = 0x5a;
+		_exit(cow_check_or_report("child", self->r.mem, self->r.pmd,
 					  SEED_OLD, OFF, 0x5a));
 	}
 	EXPECT_EQ(cow_wait_exit(pid), 0);
-	EXPECT_EQ(cow_check(self->mem, self->pmd, SEED_OLD), -1);
-	EXPECT_EQ(cow_smaps_kb(self->mem, "AnonHugePages"),
-		  (long)(self->pmd / 1024));
+	EXPECT_EQ(cow_check(self->r.mem, self->r.pmd, SEED_OLD), -1);
+	EXPECT_EQ(cow_smaps_kb(self->r.mem, "AnonHugePages"),
+		  (long)(self->r.pmd / 1024));
 }
 
 /*
@@ -157,26 +179,13 @@ TEST_F(cow_thp, child_write_leaves_parent_mapping)
  * with the data right on both sides.
  */
 FIXTURE(cow_thp_fallback) {
-	char saved[16];
-	size_t pmd;
-	char *map;
-	char *mem;
+	struct thp_region r;
 	bool in_cgroup;
 };
 
 FIXTURE_SETUP(cow_thp_fallback)
 {
-	self->pmd = cow_pmd_size();
-	if (!self->pmd)
-		SKIP(return, "THP not supported by this kernel");
-	if (access(COW_THP_MODE_PATH, F_OK))
-		SKIP(return, "vm.cow_thp_mode not in this kernel");
-	self->mem = cow_map_thp(self->pmd, &self->map);
-	ASSERT_NE(self->mem, NULL);
-	cow_fill(self->mem, self->pmd, SEED_OLD);
-	if (cow_smaps_kb(self->mem, "AnonHugePages") < (long)(self->pmd / 1024))
-		SKIP(return, "no PMD-mapped THP populated (THP disabled?)");
-	ASSERT_EQ(set_mode("copy", self->saved, sizeof(self->saved)), 0);
+	thp_region_setup(_metadata, &self->r, "copy");
 }
 
 FIXTURE_TEARDOWN(cow_thp_fallback)
@@ -185,10 +194,7 @@ FIXTURE_TEARDOWN(cow_thp_fallback)
 		cow_write_file(CGROUP_ROOT "/cgroup.procs", "0");
 		rmdir(CGROUP_TEST);
 	}
-	if (self->saved[0])
-		cow_write_file(COW_THP_MODE_PATH, self->saved);
-	if (self->mem)
-		munmap(self->map, 2 * self->pmd);
+	thp_region_teardown(&self->r);
 }
 
 /*
@@ -239,7 +245,7 @@ TEST_F(cow_thp_fallback, memcg_charge_failure_splits)
 	 */
 	cow_write_file(CGROUP_TEST "/memory.swap.max", "0");
 
-	write_expect_split(_metadata, self->mem, self->pmd, &b, &a);
+	write_expect_split(_metadata, self->r.mem, self->r.pmd, &b, &a);
 	EXPECT_EQ(a.fallback_charge - b.fallback_charge, 1);
 }
 
@@ -248,8 +254,8 @@ TEST_F(cow_thp_fallback, nohugepage_vma_splits)
 {
 	struct cow_counts b, a;
 
-	ASSERT_EQ(madvise(self->mem, self->pmd, MADV_NOHUGEPAGE), 0);
-	write_expect_split(_metadata, self->mem, self->pmd, &b, &a);
+	ASSERT_EQ(madvise(self->r.mem, self->r.pmd, MADV_NOHUGEPAGE), 0);
+	write_expect_split(_metadata, self->r.mem, self->r.pmd, &b, &a);
 	EXPECT_EQ(a.fallback_charge - b.fallback_charge, 0);
 }
 
