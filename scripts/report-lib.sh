@@ -51,3 +51,18 @@ or_dash() { if [ -n "$1" ]; then echo "$1"; else echo "-"; fi; }
 
 # share A B: A as a whole percentage of B, or "-".
 share() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-" || b == "" || b == 0) print "-"; else printf "%.0f%%", a * 100 / b }'; }
+
+# usec NS: NS in microseconds (one decimal below 100), or "-".
+usec() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else if (a < 100000) printf "%.1f\n", a / 1000; else printf "%.0f\n", a / 1000 }'; }
+
+# verdict VALUE le|ge LIMIT: "met" or "missed" for VALUE <= (>=) LIMIT,
+# "no data" when VALUE is empty or "-".
+verdict() {
+	awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+		if (v == "" || v == "-") print "no data"
+		else if (op == "le" ? v + 0 <= l + 0 : v + 0 >= l + 0) print "met"
+		else print "missed" }'
+}
+
+# unit VALUE SUFFIX: VALUE with SUFFIX ("2.5" "x": "2.5x"), or "-".
+unit() { if [ -n "$1" ] && [ "$1" != - ]; then echo "$1$2"; else echo "-"; fi; }

@@ -128,6 +128,8 @@ tables() {
 
 	"$(dirname "$0")/report-c.sh" "$series" "$outdir"
 	"$(dirname "$0")/report-d.sh" "$series" "$outdir"
+	"$(dirname "$0")/report-e.sh" "$series" "$outdir"
+	"$(dirname "$0")/report-g.sh" "$series" "$outdir"
 
 	fs=$outdir/run-f-series.out
 	fk=$outdir/run-f-stock.out

@@ -1,0 +1,1494 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cow_snapshot() and MADV_COW_UNSHARE: every error of the interface.
+ *
+ * Each rejected call must leave everything as it was: the test reads
+ * /proc/self/maps and the vmstat counter cow_snapshot_pages just before
+ * and just after the call, and checks the data of the memory it set up.
+ * Nothing between the two reads may allocate (a malloc() could grow the
+ * heap, a new mapping would change the text): the files are read with
+ * open()/read() into static buffers.
+ *
+ * Then a bounded run of random arguments: each call returns a snapshot
+ * (its data is checked, then it is unmapped) or fails with one of the
+ * errors the interface allows, and the one it must when the arguments
+ * decide it. COW_FUZZ_SEED repeats a run.
+ *
+ * Every test skips on a kernel without the system call.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <time.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
+#include <linux/mman.h>
+
+#include "kselftest_harness.h"
+#include "cow_util.h"
+
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE		0x08
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE	0x100000
+#endif
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB		(21 << 26)
+#endif
+
+#define PAGE		COW_SUBPAGE
+#define SRC_PAGES	8
+#define GAP_PAGES	4
+#define SEED		1
+#define COUNTER		"cow_snapshot_pages"
+#define KERNEL_ADDR	0xffff888000000000UL
+
+#define VM_SYSCTL(name)	"/proc/sys/vm/" name
+
+static long cow_snapshot(unsigned long start, size_t len, unsigned long dst,
+			 unsigned int flags)
+{
+	return syscall(__NR_cow_snapshot, start, len, dst, flags);
+}
+
+static inline unsigned long page_up(unsigned long len)
+{
+	return (len + PAGE - 1) & ~(PAGE - 1);
+}
+
+/*
+ * Reading files without allocating: static buffers, open() and read().
+ */
+#define MAPS_MAX	(256 * 1024)
+static char maps_before[MAPS_MAX], maps_after[MAPS_MAX];
+static char file_buf[64 * 1024];
+
+/* The whole of @path into @buf, NUL-terminated; its length, or -1. */
+static ssize_t read_file(const char *path, char *buf, size_t size)
+{
+	size_t used = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf + used, size - 1 - used)) > 0) {
+		used += n;
+		if (used == size - 1) {
+			n = -1;
+			break;
+		}
+	}
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[used] = '\0';
+	return used;
+}
+
+/*
+ * The number after "@key" at the start of a line of @path ("cow_copy ",
+ * "VmSize:"); -1 when absent.
+ */
+static long long file_value(const char *path, const char *key)
+{
+	size_t klen = strlen(key);
+	char *p = file_buf;
+
+	if (read_file(path, file_buf, sizeof(file_buf)) < 0)
+		return -1;
+	while (p && *p) {
+		if (!strncmp(p, key, klen))
+			return strtoll(p + klen, NULL, 10);
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return -1;
+}
+
+static long long read_vmstat(const char *name)
+{
+	char key[64];
+
+	snprintf(key, sizeof(key), "%s ", name);
+	return file_value("/proc/vmstat", key);
+}
+
+/* Memory a test set up, and the pattern it must still hold. */
+struct watch {
+	const char *p;
+	size_t len;
+	uint64_t seed;
+};
+
+static struct watch watched[8];
+static int nr_watched;
+
+static void watch(const void *p, size_t len, uint64_t seed)
+{
+	if (nr_watched < (int)ARRAY_SIZE(watched))
+		watched[nr_watched++] = (struct watch){ p, len, seed };
+}
+
+/* Say where two maps texts first differ. */
+static void maps_diff(const char *what)
+{
+	size_t i = 0, b;
+
+	while (maps_before[i] && maps_before[i] == maps_after[i])
+		i++;
+	for (b = i; b && maps_before[b - 1] != '\n'; b--)
+		;
+	ksft_print_msg("%s: /proc/self/maps changed at\n#  before: %.*s\n#  after:  %.*s\n",
+		       what, (int)strcspn(maps_before + b, "\n"),
+		       maps_before + b, (int)strcspn(maps_after + b, "\n"),
+		       maps_after + b);
+}
+
+/* Everything watched still holds its pattern; else say what, 1. */
+static int watched_ok(const char *what)
+{
+	int i, bad = 0;
+
+	for (i = 0; i < nr_watched; i++) {
+		long sp = cow_check(watched[i].p, watched[i].len,
+				    watched[i].seed);
+
+		if (sp >= 0) {
+			ksft_print_msg("%s: %p: sub-page %ld changed\n", what,
+				       watched[i].p, sp);
+			bad = 1;
+		}
+	}
+	return bad;
+}
+
+/*
+ * The checks around a call: maps, the counter, the watched data. @ret
+ * and @err are the call's result; @want_ret what it must return, with
+ * errno @want when that is -1. 0 when all is as it must be; else says
+ * what is not and returns 1. Usable in a forked child.
+ */
+static int check_call(const char *what, long ret, int err, long want_ret,
+		      int want, ssize_t n0, ssize_t n1, long long v0,
+		      long long v1)
+{
+	int bad = 0;
+
+	if (ret != want_ret || (want_ret == -1 && err != want)) {
+		ksft_print_msg("%s: returned %#lx, errno %d (%s); want %ld, %s\n",
+			       what, ret, ret == -1 ? err : 0,
+			       ret == -1 ? strerror(err) : "-",
+			       want_ret, strerror(want));
+		bad = 1;
+	}
+	if (n0 < 0 || n1 < 0) {
+		ksft_print_msg("%s: cannot read /proc/self/maps\n", what);
+		bad = 1;
+	} else if (n0 != n1 || memcmp(maps_before, maps_after, n0)) {
+		maps_diff(what);
+		bad = 1;
+	}
+	if (v0 != v1) {
+		ksft_print_msg("%s: %s went from %lld to %lld\n", what,
+			       COUNTER, v0, v1);
+		bad = 1;
+	}
+	return watched_ok(what) | bad;
+}
+
+/*
+ * cow_snapshot() must fail with @want and change nothing. 0 when so;
+ * else says what happened and returns 1. Usable in a forked child.
+ */
+static int reject(const char *what, unsigned long start, size_t len,
+		  unsigned long dst, unsigned int flags, int want)
+{
+	long long v0, v1;
+	ssize_t n0, n1;
+	long ret;
+	int err;
+
+	v0 = read_vmstat(COUNTER);
+	n0 = read_file("/proc/self/maps", maps_before, MAPS_MAX);
+	errno = 0;
+	ret = cow_snapshot(start, len, dst, flags);
+	err = errno;
+	n1 = read_file("/proc/self/maps", maps_after, MAPS_MAX);
+	v1 = read_vmstat(COUNTER);
+	if (ret != -1 && !(ret & (PAGE - 1)))
+		munmap((void *)ret, page_up(len));
+	return check_call(what, ret, err, -1, want, n0, n1, v0, v1);
+}
+
+/* madvise(MADV_COW_UNSHARE) must return @want_ret (errno @want). */
+static int unshare_call(const char *what, void *addr, size_t len,
+			long want_ret, int want)
+{
+	long long v0, v1;
+	ssize_t n0, n1;
+	long ret;
+	int err;
+
+	v0 = read_vmstat(COUNTER);
+	n0 = read_file("/proc/self/maps", maps_before, MAPS_MAX);
+	errno = 0;
+	ret = madvise(addr, len, MADV_COW_UNSHARE);
+	err = errno;
+	n1 = read_file("/proc/self/maps", maps_after, MAPS_MAX);
+	v1 = read_vmstat(COUNTER);
+	return check_call(what, ret, err, want_ret, want, n0, n1, v0, v1);
+}
+
+/* Run @fn(@arg) in a child; its exit code, -1 when it did not exit. */
+static int in_child(int (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		_exit(fn(arg));
+	}
+	if (pid < 0)
+		return -1;
+	return cow_wait_exit(pid);
+}
+
+/* The highest user address + 1: 47 bits, or 56 with 5-level paging. */
+static unsigned long task_size(void)
+{
+	void *p = mmap((void *)(1UL << 47), PAGE, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+		       -1, 0);
+
+	if (p == MAP_FAILED)
+		return (1UL << 47) - PAGE;
+	munmap(p, PAGE);
+	return (1UL << 56) - PAGE;
+}
+
+/* A free address range of @len: mapped, then unmapped. */
+static unsigned long free_area(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED)
+		return 0;
+	munmap(p, len);
+	return (unsigned long)p;
+}
+
+/* The start and end of the /proc/self/maps line that ends in @name. */
+static int find_mapping(const char *name, unsigned long *start,
+			unsigned long *end)
+{
+	size_t nlen = strlen(name);
+	char line[512];
+	int ret = -1;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return -1;
+	while (ret && fgets(line, sizeof(line), f)) {
+		size_t l = strcspn(line, "\n");
+
+		if (l >= nlen && !strncmp(line + l - nlen, name, nlen) &&
+		    sscanf(line, "%lx-%lx", start, end) == 2)
+			ret = 0;
+	}
+	fclose(f);
+	return ret;
+}
+
+/* A private file mapping of this program (its text or data). */
+static int find_file_private(unsigned long *start, unsigned long *end)
+{
+	char line[512], perms[5];
+	int ret = -1, at = 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return -1;
+	while (ret && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", start, end,
+			   perms, &at) == 3 && at && line[at] == '/' &&
+		    perms[0] == 'r' && perms[3] == 'p')
+			ret = 0;
+	}
+	fclose(f);
+	return ret;
+}
+
+/* Drop @cap from the effective set. */
+static int drop_cap(int cap)
+{
+	struct __user_cap_header_struct h = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return -1;
+	d[cap / 32].effective &= ~(1U << (cap % 32));
+	return syscall(SYS_capset, &h, d);
+}
+
+/*
+ * SRC_PAGES of private anonymous memory holding the pattern, with
+ * GAP_PAGES unmapped on both sides (at set-up: a later mmap() may fill
+ * them).
+ */
+FIXTURE(err) {
+	char *src;
+	size_t len;
+};
+
+static void map_source(struct __test_metadata *_metadata, char **src,
+		       size_t *len)
+{
+	char *r;
+
+	ASSERT_GE(read_vmstat(COUNTER), 0) TH_LOG("no %s in /proc/vmstat", COUNTER);
+	*len = SRC_PAGES * PAGE;
+	r = mmap(NULL, *len + 2 * GAP_PAGES * PAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(r, MAP_FAILED);
+	ASSERT_EQ(munmap(r, GAP_PAGES * PAGE), 0);
+	ASSERT_EQ(munmap(r + GAP_PAGES * PAGE + *len, GAP_PAGES * PAGE), 0);
+	*src = r + GAP_PAGES * PAGE;
+	cow_fill(*src, *len, SEED);
+	watch(*src, *len, SEED);
+}
+
+FIXTURE_SETUP(err)
+{
+	if (!cow_snapshot_present())
+		SKIP(return, COW_NO_SNAPSHOT);
+	map_source(_metadata, &self->src, &self->len);
+}
+
+FIXTURE_TEARDOWN(err)
+{
+	if (self->src)
+		munmap(self->src, self->len);
+}
+
+#define SRC	((unsigned long)self->src)
+
+/* A flag other than COW_SNAPSHOT_FIXED, whatever else is valid. */
+TEST_F(err, flags_bit_1)
+{
+	EXPECT_EQ(reject("flags 0x2", SRC, self->len, 0, 0x2, EINVAL), 0);
+}
+
+TEST_F(err, flags_bit_31)
+{
+	EXPECT_EQ(reject("flags 1<<31", SRC, self->len, 0, 1U << 31, EINVAL),
+		  0);
+}
+
+TEST_F(err, flags_all_bits)
+{
+	EXPECT_EQ(reject("flags ~0", SRC, self->len, 0, ~0U, EINVAL), 0);
+}
+
+/* FIXED with an unknown bit, to a free dst: would succeed without it. */
+TEST_F(err, flags_fixed_and_unknown_bit)
+{
+	unsigned long dst = free_area(self->len);
+
+	ASSERT_NE(dst, 0);
+	EXPECT_EQ(reject("flags FIXED|0x4", SRC, self->len, dst,
+			 COW_SNAPSHOT_FIXED | 0x4, EINVAL), 0);
+}
+
+TEST_F(err, start_unaligned)
+{
+	EXPECT_EQ(reject("start + 1", SRC + 1, self->len - PAGE, 0, 0, EINVAL),
+		  0);
+	EXPECT_EQ(reject("start + 2048", SRC + 2048, PAGE, 0, 0, EINVAL), 0);
+}
+
+TEST_F(err, len_zero)
+{
+	EXPECT_EQ(reject("len 0", SRC, 0, 0, 0, EINVAL), 0);
+	EXPECT_EQ(reject("len 0 FIXED", SRC, 0, free_area(PAGE),
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+}
+
+/* len -4096: start + len wraps around. */
+TEST_F(err, len_overflow)
+{
+	EXPECT_EQ(reject("len -4096", SRC, -PAGE, 0, 0, EINVAL), 0);
+}
+
+/* len ULONG_MAX: rounding it up to a page overflows. */
+TEST_F(err, len_rounding_overflows)
+{
+	EXPECT_EQ(reject("len ~0", SRC, ~0UL, 0, 0, EINVAL), 0);
+	EXPECT_EQ(reject("len ~0 - 4094", SRC, ~0UL - (PAGE - 2), 0, 0,
+			 EINVAL), 0);
+}
+
+/* start + len just past the top of the address space, to page 1. */
+TEST_F(err, start_plus_len_wraps)
+{
+	EXPECT_EQ(reject("start + len == 4096 (mod 2^64)", SRC, -SRC + PAGE,
+			 0, 0, EINVAL), 0);
+	EXPECT_EQ(reject("start + len == 0 (mod 2^64)", SRC, -SRC, 0, 0,
+			 EINVAL), 0);
+}
+
+TEST_F(err, start_kernel_address)
+{
+	EXPECT_EQ(reject("direct map", KERNEL_ADDR, PAGE, 0, 0, EINVAL), 0);
+	EXPECT_EQ(reject("kernel text", 0xffffffff81000000UL, PAGE, 0, 0,
+			 EINVAL), 0);
+	EXPECT_EQ(reject("top page", -PAGE, PAGE, 0, 0, EINVAL), 0);
+}
+
+TEST_F(err, start_at_task_size)
+{
+	unsigned long ts = task_size();
+
+	EXPECT_EQ(reject("start TASK_SIZE", ts, PAGE, 0, 0, EINVAL), 0);
+	EXPECT_EQ(reject("start 1 << 47", 1UL << 47, PAGE, 0, 0, EINVAL), 0);
+}
+
+/* Below TASK_SIZE, but the range crosses it: EINVAL before ENOMEM. */
+TEST_F(err, range_crosses_task_size)
+{
+	unsigned long ts = task_size();
+
+	EXPECT_EQ(reject("TASK_SIZE - 4096, 2 pages", ts - PAGE, 2 * PAGE, 0,
+			 0, EINVAL), 0);
+	EXPECT_EQ(reject("source, len to TASK_SIZE + 4096", SRC,
+			 ts + PAGE - SRC, 0, 0, EINVAL), 0);
+}
+
+TEST_F(err, fixed_dst_unaligned)
+{
+	unsigned long dst = free_area(2 * self->len);
+
+	ASSERT_NE(dst, 0);
+	EXPECT_EQ(reject("dst + 1", SRC, self->len, dst + 1,
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+	EXPECT_EQ(reject("dst + 2048", SRC, self->len, dst + 2048,
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+}
+
+TEST_F(err, fixed_dst_kernel_address)
+{
+	EXPECT_EQ(reject("dst direct map", SRC, self->len, KERNEL_ADDR,
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+	EXPECT_EQ(reject("dst top pages", SRC, self->len, -self->len,
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+}
+
+TEST_F(err, fixed_dst_crosses_task_size)
+{
+	unsigned long ts = task_size();
+
+	EXPECT_EQ(reject("dst TASK_SIZE - 4096", SRC, 2 * PAGE, ts - PAGE,
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+	EXPECT_EQ(reject("dst TASK_SIZE", SRC, PAGE, ts, COW_SNAPSHOT_FIXED,
+			 EINVAL), 0);
+}
+
+/* dst over the source: EINVAL, checked before EEXIST. */
+TEST_F(err, fixed_dst_is_start)
+{
+	EXPECT_EQ(reject("dst == start", SRC, self->len, SRC,
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+}
+
+TEST_F(err, fixed_dst_overlaps_source_start)
+{
+	EXPECT_EQ(reject("dst = start - 4096", SRC, self->len, SRC - PAGE,
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+	EXPECT_EQ(reject("dst = start - len + 4096", SRC, self->len,
+			 SRC - self->len + PAGE, COW_SNAPSHOT_FIXED, EINVAL),
+		  0);
+}
+
+TEST_F(err, fixed_dst_overlaps_source_end)
+{
+	EXPECT_EQ(reject("dst = end - 4096", SRC, self->len,
+			 SRC + self->len - PAGE, COW_SNAPSHOT_FIXED, EINVAL),
+		  0);
+	EXPECT_EQ(reject("dst = start + 4096", SRC, self->len, SRC + PAGE,
+			 COW_SNAPSHOT_FIXED, EINVAL), 0);
+}
+
+/* FIXED never replaces: dst on another mapping. */
+TEST_F(err, fixed_dst_on_mapping)
+{
+	char *other = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_NE(other, MAP_FAILED);
+	cow_fill(other, self->len, SEED + 1);
+	watch(other, self->len, SEED + 1);
+	EXPECT_EQ(reject("dst on a mapping", SRC, self->len,
+			 (unsigned long)other, COW_SNAPSHOT_FIXED, EEXIST), 0);
+	EXPECT_EQ(reject("dst inside a mapping", SRC, PAGE,
+			 (unsigned long)other + 3 * PAGE, COW_SNAPSHOT_FIXED,
+			 EEXIST), 0);
+}
+
+/* dst free but for its last page. */
+TEST_F(err, fixed_dst_partly_on_mapping)
+{
+	char *area = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_NE(area, MAP_FAILED);
+	ASSERT_EQ(munmap(area, self->len - PAGE), 0);
+	cow_fill(area + self->len - PAGE, PAGE, SEED + 2);
+	watch(area + self->len - PAGE, PAGE, SEED + 2);
+	EXPECT_EQ(reject("dst's last page mapped", SRC, self->len,
+			 (unsigned long)area, COW_SNAPSHOT_FIXED, EEXIST), 0);
+}
+
+struct low_dst {
+	unsigned long src, dst;
+};
+
+static int no_rawio_child(void *p)
+{
+	struct low_dst *a = p;
+
+	if (drop_cap(CAP_SYS_RAWIO)) {
+		ksft_print_msg("capset: %s\n", strerror(errno));
+		return 3;
+	}
+	return reject("dst below mmap_min_addr", a->src, PAGE, a->dst,
+		      COW_SNAPSHOT_FIXED, EPERM);
+}
+
+/*
+ * FIXED dst below vm.mmap_min_addr: EPERM without CAP_SYS_RAWIO (dropped
+ * in a child); allowed with it, as for mmap().
+ */
+TEST_F(err, fixed_dst_below_mmap_min_addr)
+{
+	unsigned long min = cow_read_ulong(VM_SYSCTL("mmap_min_addr"));
+	struct low_dst a = { SRC, 0 };
+	long s;
+
+	if (min < PAGE)
+		SKIP(return, "vm.mmap_min_addr is %lu: nothing below it", min);
+	a.dst = (min - 1) & ~(PAGE - 1);
+	EXPECT_EQ(in_child(no_rawio_child, &a), 0);
+
+	s = cow_snapshot(SRC, PAGE, a.dst, COW_SNAPSHOT_FIXED);
+	EXPECT_EQ(s, (long)a.dst)
+		TH_LOG("with CAP_SYS_RAWIO: %s", strerror(errno));
+	if (s != -1)
+		munmap((void *)s, PAGE);
+}
+
+TEST_F(err, start_unmapped)
+{
+	unsigned long hole = free_area(self->len);
+
+	ASSERT_NE(hole, 0);
+	EXPECT_EQ(reject("start unmapped", hole, self->len, 0, 0, ENOMEM), 0);
+	/* Unmapped start, mapped after it. */
+	EXPECT_EQ(reject("start in the gap before", SRC - 2 * PAGE,
+			 4 * PAGE, 0, 0, ENOMEM), 0);
+}
+
+TEST_F(err, hole_in_middle)
+{
+	ASSERT_EQ(munmap(self->src + 3 * PAGE, PAGE), 0);
+	nr_watched = 0;
+	watch(self->src, 3 * PAGE, SEED);
+	EXPECT_EQ(reject("hole at page 3", SRC, self->len, 0, 0, ENOMEM), 0);
+	EXPECT_EQ(reject("hole at page 3, FIXED", SRC, self->len,
+			 free_area(self->len), COW_SNAPSHOT_FIXED, ENOMEM), 0);
+}
+
+TEST_F(err, range_past_vma_end)
+{
+	EXPECT_EQ(reject("one page past the end", SRC, self->len + PAGE, 0, 0,
+			 ENOMEM), 0);
+	EXPECT_EQ(reject("from the middle past the end", SRC + 4 * PAGE,
+			 self->len, 0, 0, ENOMEM), 0);
+}
+
+/* A mapping to snapshot that must be refused as a whole. */
+static char *map_filled(int flags, int fd, size_t len, uint64_t seed)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	cow_fill(p, len, seed);
+	watch(p, len, seed);
+	return p;
+}
+
+TEST_F(err, map_shared_anonymous)
+{
+	char *p = map_filled(MAP_SHARED | MAP_ANONYMOUS, -1, self->len, 7);
+
+	ASSERT_NE(p, NULL);
+	EXPECT_EQ(reject("MAP_SHARED anon", (unsigned long)p, self->len, 0, 0,
+			 EINVAL), 0);
+}
+
+static int memfd(size_t len)
+{
+	int fd = memfd_create("cow_snapshot_errors", MFD_CLOEXEC);
+
+	if (fd >= 0 && ftruncate(fd, len)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+TEST_F(err, memfd_private)
+{
+	int fd = memfd(self->len);
+	char *p;
+
+	ASSERT_GE(fd, 0);
+	p = map_filled(MAP_PRIVATE, fd, self->len, 8);
+	ASSERT_NE(p, NULL);
+	EXPECT_EQ(reject("memfd MAP_PRIVATE", (unsigned long)p, self->len, 0,
+			 0, EINVAL), 0);
+}
+
+TEST_F(err, memfd_shared)
+{
+	int fd = memfd(self->len);
+	char *p;
+
+	ASSERT_GE(fd, 0);
+	p = map_filled(MAP_SHARED, fd, self->len, 9);
+	ASSERT_NE(p, NULL);
+	EXPECT_EQ(reject("memfd MAP_SHARED", (unsigned long)p, self->len, 0,
+			 0, EINVAL), 0);
+}
+
+/*
+ * MAP_PRIVATE of /dev/zero is anonymous memory with a file attached: it is
+ * refused with the file mappings. (A snapshot of it once took no
+ * reference on the file: unmapping both sides freed it twice.)
+ */
+TEST_F(err, dev_zero_private)
+{
+	int fd = open("/dev/zero", O_RDWR);
+	char *p;
+
+	if (fd < 0)
+		SKIP(return, "/dev/zero: %s", strerror(errno));
+	p = map_filled(MAP_PRIVATE, fd, self->len, 10);
+	close(fd);
+	ASSERT_NE(p, NULL);
+	EXPECT_EQ(reject("/dev/zero MAP_PRIVATE", (unsigned long)p, self->len,
+			 0, 0, EINVAL), 0);
+}
+
+/* This program's own file mapping: file-backed MAP_PRIVATE. */
+TEST_F(err, file_private)
+{
+	unsigned long start, end;
+
+	if (find_file_private(&start, &end))
+		SKIP(return, "no private file mapping in /proc/self/maps");
+	EXPECT_EQ(reject("program file mapping", start, end - start, 0, 0,
+			 EINVAL), 0);
+}
+
+/* A filled, watched 2 MiB hugetlb page; NULL (errno set) without one. */
+static char *map_hugetlb_2m(uint64_t seed)
+{
+	size_t len = 2UL << 20;
+	char *p;
+
+	if (cow_hugetlb_free(2048) < 1) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1,
+		 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	cow_fill(p, len, seed);
+	watch(p, len, seed);
+	return p;
+}
+
+TEST_F(err, hugetlb_private)
+{
+	size_t len = 2UL << 20;
+	char *p = map_hugetlb_2m(10);
+
+	if (!p)
+		SKIP(return, "no 2 MiB hugetlb page: %s", strerror(errno));
+	EXPECT_EQ(reject("hugetlb MAP_PRIVATE", (unsigned long)p, len, 0, 0,
+			 EINVAL), 0);
+}
+
+TEST_F(err, madv_dontfork)
+{
+	ASSERT_EQ(madvise(self->src, self->len, MADV_DONTFORK), 0);
+	EXPECT_EQ(reject("MADV_DONTFORK", SRC, self->len, 0, 0, EINVAL), 0);
+	EXPECT_EQ(reject("MADV_DONTFORK, FIXED", SRC, self->len,
+			 free_area(self->len), COW_SNAPSHOT_FIXED, EINVAL), 0);
+}
+
+/*
+ * Private, shared, private: nothing is created, not even for the
+ * first VMA.
+ */
+TEST_F(err, multi_vma_middle_shared)
+{
+	char *mid = self->src + 3 * PAGE;
+
+	ASSERT_EQ(mmap(mid, 2 * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0), mid);
+	nr_watched = 0;
+	watch(self->src, 3 * PAGE, SEED);
+	cow_fill(mid, 2 * PAGE, 11);
+	watch(mid, 2 * PAGE, 11);
+	EXPECT_EQ(reject("private, shared, private", SRC, self->len, 0, 0,
+			 EINVAL), 0);
+	EXPECT_EQ(reject("private, shared, private, FIXED", SRC, self->len,
+			 free_area(self->len), COW_SNAPSHOT_FIXED, EINVAL), 0);
+}
+
+/* Private, DONTFORK, private. */
+TEST_F(err, multi_vma_middle_dontfork)
+{
+	ASSERT_EQ(madvise(self->src + 3 * PAGE, 2 * PAGE, MADV_DONTFORK), 0);
+	EXPECT_EQ(reject("private, dontfork, private", SRC, self->len, 0, 0,
+			 EINVAL), 0);
+}
+
+/* Order: a hole wins over a VMA of the wrong type. */
+TEST_F(err, order_hole_before_type)
+{
+	ASSERT_EQ(mmap(self->src, 4 * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
+		  self->src);
+	ASSERT_EQ(munmap(self->src + 4 * PAGE, PAGE), 0);
+	nr_watched = 0;
+	cow_fill(self->src, 4 * PAGE, 12);
+	watch(self->src, 4 * PAGE, 12);
+	EXPECT_EQ(reject("shared then a hole", SRC, self->len, 0, 0, ENOMEM),
+		  0);
+}
+
+/*
+ * Order: the source's type and holes win over a busy FIXED dst. (busy is
+ * four times the source: dst may not overlap the source even when busy
+ * lands right below it.)
+ */
+TEST_F(err, order_source_before_eexist)
+{
+	char *busy = mmap(NULL, 4 * self->len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *shared = map_filled(MAP_SHARED | MAP_ANONYMOUS, -1, self->len,
+				  13);
+
+	ASSERT_NE(busy, MAP_FAILED);
+	ASSERT_NE(shared, NULL);
+	EXPECT_EQ(reject("shared source, busy dst", (unsigned long)shared,
+			 self->len, (unsigned long)busy, COW_SNAPSHOT_FIXED,
+			 EINVAL), 0);
+	EXPECT_EQ(reject("source past its end, busy dst", SRC,
+			 self->len + PAGE, (unsigned long)busy,
+			 COW_SNAPSHOT_FIXED, ENOMEM), 0);
+}
+
+/* Special mappings. */
+TEST_F(err, vdso)
+{
+	unsigned long start, end;
+
+	if (find_mapping("[vdso]", &start, &end))
+		SKIP(return, "no [vdso] in /proc/self/maps");
+	EXPECT_EQ(reject("[vdso]", start, end - start, 0, 0, EINVAL), 0);
+	EXPECT_EQ(reject("[vdso] first page", start, PAGE, 0, 0, EINVAL), 0);
+}
+
+TEST_F(err, vvar)
+{
+	unsigned long start, end;
+
+	if (find_mapping("[vvar]", &start, &end))
+		SKIP(return, "no [vvar] in /proc/self/maps");
+	EXPECT_EQ(reject("[vvar]", start, end - start, 0, 0, EINVAL), 0);
+}
+
+TEST_F(err, map_droppable)
+{
+	char *p = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
+		       MAP_DROPPABLE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED && errno == EINVAL)
+		SKIP(return, "MAP_DROPPABLE not supported");
+	ASSERT_NE(p, MAP_FAILED);
+	/* Not watched: the kernel may drop its pages. */
+	memset(p, 1, self->len);
+	EXPECT_EQ(reject("MAP_DROPPABLE", (unsigned long)p, self->len, 0, 0,
+			 EINVAL), 0);
+}
+
+/*
+ * Resource limits, in a child: set the limit one page short of what the
+ * snapshot needs (ENOMEM, nothing changed), then exactly to it (works).
+ */
+struct limit_arg {
+	int resource;
+	const char *field;	/* its usage in /proc/self/status */
+	unsigned long src;
+	size_t len;
+};
+
+static int limit_child(void *p)
+{
+	struct limit_arg *a = p;
+	struct rlimit rl;
+	long long kb;
+	long s;
+
+	if (getrlimit(a->resource, &rl))
+		return 3;
+	kb = file_value("/proc/self/status", a->field);
+	if (kb < 0)
+		return 3;
+	rl.rlim_cur = kb * 1024 + a->len - PAGE;
+	if (setrlimit(a->resource, &rl))
+		return 3;
+	if (reject(a->field, a->src, a->len, 0, 0, ENOMEM))
+		return 1;
+
+	kb = file_value("/proc/self/status", a->field);
+	rl.rlim_cur = kb * 1024 + a->len;
+	if (setrlimit(a->resource, &rl))
+		return 3;
+	s = cow_snapshot(a->src, a->len, 0, 0);
+	if (s == -1) {
+		ksft_print_msg("%s: limit exactly enough: %s\n", a->field,
+			       strerror(errno));
+		return 2;
+	}
+	return 0;
+}
+
+TEST_F(err, rlimit_as_one_page_short)
+{
+	struct limit_arg a = { RLIMIT_AS, "VmSize:", SRC, self->len };
+
+	EXPECT_EQ(in_child(limit_child, &a), 0)
+		TH_LOG("1: not refused, 2: refused at the limit");
+}
+
+TEST_F(err, rlimit_data_one_page_short)
+{
+	struct limit_arg a = { RLIMIT_DATA, "VmData:", SRC, self->len };
+
+	EXPECT_EQ(in_child(limit_child, &a), 0)
+		TH_LOG("1: not refused, 2: refused at the limit");
+}
+
+/*
+ * No free range for a kernel-chosen dst: fill the address space with
+ * PROT_NONE mappings (no memory, no commit), in a child.
+ */
+static int no_room_child(void *p)
+{
+	const size_t len = 1UL << 30;
+	unsigned long src;
+	size_t size;
+	int n = 0;
+
+	(void)p;
+	src = (unsigned long)mmap(NULL, len, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				  -1, 0);
+	if (src == (unsigned long)MAP_FAILED)
+		return 3;
+	for (size = 1UL << 46; size >= len; size >>= 1)
+		while (n < 10000 &&
+		       mmap(NULL, size, PROT_NONE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			    0) != MAP_FAILED)
+			n++;
+	if (mmap(NULL, len, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) !=
+	    MAP_FAILED) {
+		ksft_print_msg("could not fill the address space\n");
+		return 3;
+	}
+	return reject("no free 1 GiB range", src, len, 0, 0, ENOMEM);
+}
+
+TEST_F(err, no_free_range)
+{
+	EXPECT_EQ(in_child(no_room_child, NULL), 0);
+}
+
+/*
+ * MADV_COW_UNSHARE errors, and its len == 0.
+ */
+TEST_F(err, unshare_unaligned)
+{
+	EXPECT_EQ(unshare_call("addr + 1", self->src + 1, PAGE, -1, EINVAL),
+		  0);
+}
+
+TEST_F(err, unshare_len_wraps)
+{
+	EXPECT_EQ(unshare_call("len -4096", self->src, -PAGE, -1, EINVAL), 0);
+}
+
+TEST_F(err, unshare_len_zero)
+{
+	EXPECT_EQ(unshare_call("len 0", self->src, 0, 0, 0), 0);
+	EXPECT_EQ(unshare_call("len 0, unmapped", (void *)free_area(PAGE), 0,
+			       0, 0), 0);
+}
+
+TEST_F(err, unshare_hugetlb)
+{
+	size_t len = 2UL << 20;
+	char *p = map_hugetlb_2m(14);
+
+	if (!p)
+		SKIP(return, "no 2 MiB hugetlb page: %s", strerror(errno));
+	EXPECT_EQ(unshare_call("hugetlb", p, len, -1, EINVAL), 0);
+}
+
+TEST_F(err, unshare_vvar)
+{
+	unsigned long start, end;
+
+	if (find_mapping("[vvar]", &start, &end))
+		SKIP(return, "no [vvar] in /proc/self/maps");
+	EXPECT_EQ(unshare_call("[vvar] (VM_PFNMAP)", (void *)start,
+			       end - start, -1, EINVAL), 0);
+}
+
+static int hold(void *p)
+{
+	(void)p;
+	return 0;
+}
+
+/*
+ * A hole: ENOMEM, but the mapped parts on both sides of it are unshared
+ * all the same (a child holds them shared).
+ */
+TEST_F(err, unshare_hole)
+{
+	static char after_hole[4 * PAGE];
+	size_t i;
+	int go;
+	pid_t pid;
+
+	ASSERT_EQ(munmap(self->src + 3 * PAGE, PAGE), 0);
+	nr_watched = 0;
+	watch(self->src, 3 * PAGE, SEED);
+	memcpy(after_hole, self->src + 4 * PAGE, sizeof(after_hole));
+	pid = cow_fork_waiter(hold, NULL, &go);
+	ASSERT_GT(pid, 0);
+	for (i = 0; i < SRC_PAGES; i++)
+		if (i != 3)
+			ASSERT_FALSE(cow_pagemap(self->src + i * PAGE) &
+				     PM_MMAP_EXCLUSIVE) TH_LOG("page %zu", i);
+	EXPECT_EQ(unshare_call("hole at page 3", self->src, self->len, -1,
+			       ENOMEM), 0);
+	for (i = 0; i < SRC_PAGES; i++) {
+		uint64_t e = cow_pagemap(self->src + i * PAGE);
+
+		if (i == 3) {
+			EXPECT_FALSE(e & PM_PRESENT);
+			continue;
+		}
+		EXPECT_TRUE(e & PM_MMAP_EXCLUSIVE) TH_LOG("page %zu", i);
+	}
+	EXPECT_EQ(memcmp(after_hole, self->src + 4 * PAGE, sizeof(after_hole)),
+		  0);
+	EXPECT_EQ(cow_checker_result(pid, go), 0);
+}
+
+/*
+ * System-wide limits: vm.max_map_count and overcommit. The sysctls are
+ * saved at set-up and restored by the parent at teardown, whatever
+ * happened to the test; the tests also restore them as soon as the call
+ * is made.
+ */
+#define MAX_MAP_COUNT	VM_SYSCTL("max_map_count")
+#define OC_MEMORY	VM_SYSCTL("overcommit_memory")
+#define OC_RATIO	VM_SYSCTL("overcommit_ratio")
+#define OC_KBYTES	VM_SYSCTL("overcommit_kbytes")
+
+/* The sysctls as found, to be put back. */
+struct sysctls {
+	char max_map_count[32];
+	char oc_memory[32], oc_ratio[32], oc_kbytes[32];
+};
+
+FIXTURE(err_sysctl) {
+	struct sysctls saved;
+	char *src;
+	size_t len;
+};
+
+FIXTURE_SETUP(err_sysctl)
+{
+	if (!cow_snapshot_present())
+		SKIP(return, COW_NO_SNAPSHOT);
+	ASSERT_EQ(cow_read_line(MAX_MAP_COUNT, self->saved.max_map_count,
+				sizeof(self->saved.max_map_count)), 0);
+	ASSERT_EQ(cow_read_line(OC_MEMORY, self->saved.oc_memory,
+				sizeof(self->saved.oc_memory)), 0);
+	ASSERT_EQ(cow_read_line(OC_RATIO, self->saved.oc_ratio,
+				sizeof(self->saved.oc_ratio)), 0);
+	ASSERT_EQ(cow_read_line(OC_KBYTES, self->saved.oc_kbytes,
+				sizeof(self->saved.oc_kbytes)), 0);
+	map_source(_metadata, &self->src, &self->len);
+}
+
+static void restore_sysctls(const struct sysctls *saved)
+{
+	if (saved->max_map_count[0])
+		cow_write_file(MAX_MAP_COUNT, saved->max_map_count);
+	if (saved->oc_memory[0])
+		cow_write_file(OC_MEMORY, saved->oc_memory);
+	/* Writing either of ratio and kbytes zeroes the other. */
+	if (saved->oc_kbytes[0] && strcmp(saved->oc_kbytes, "0"))
+		cow_write_file(OC_KBYTES, saved->oc_kbytes);
+	else if (saved->oc_ratio[0])
+		cow_write_file(OC_RATIO, saved->oc_ratio);
+}
+
+FIXTURE_TEARDOWN_PARENT(err_sysctl)
+{
+	restore_sysctls(&self->saved);
+}
+
+/* The VMAs of this process, counted as mm->map_count counts them. */
+static int vma_count(void)
+{
+	int n = 0;
+	char *p;
+
+	if (read_file("/proc/self/maps", maps_before, MAPS_MAX) < 0)
+		return -1;
+	for (p = maps_before; *p; p++)
+		n += *p == '\n';
+	/* The gate area is no VMA. */
+	if (strstr(maps_before, "[vsyscall]"))
+		n--;
+	return n;
+}
+
+/* vm.max_map_count at the current count: one more VMA is too many. */
+TEST_F(err_sysctl, max_map_count_reached)
+{
+	char val[32];
+	int n, bad;
+
+	n = vma_count();
+	ASSERT_GT(n, 0);
+	snprintf(val, sizeof(val), "%d", n);
+	ASSERT_EQ(cow_write_file(MAX_MAP_COUNT, val), 0);
+	bad = reject("max_map_count reached", SRC, self->len, 0, 0, ENOMEM);
+	cow_write_file(MAX_MAP_COUNT, self->saved.max_map_count);
+	EXPECT_EQ(bad, 0) TH_LOG("vm.max_map_count = %d", n);
+}
+
+/*
+ * vm.overcommit_memory=2 with a tiny commit limit. Swap still counts in
+ * the limit, so the source is made big enough to fit once but not twice.
+ */
+TEST_F(err_sysctl, overcommit_refused)
+{
+	char stack[64 * 1024];
+	long long limit, committed;
+	size_t i, len = self->len;
+	unsigned long src = SRC;
+	int bad;
+	long s;
+
+	/* Stack growth is accounted too: grow it now. */
+	for (i = 0; i < sizeof(stack); i += PAGE / 2)
+		stack[i] = 0;
+	/* Keep the stores: the compiler must assume @stack is read. */
+	asm volatile("" : : "r" (stack) : "memory");
+	ASSERT_EQ(cow_write_file(OC_KBYTES, "1"), 0);
+	ASSERT_EQ(cow_write_file(OC_MEMORY, "2"), 0);
+	limit = file_value("/proc/meminfo", "CommitLimit:");
+	committed = file_value("/proc/meminfo", "Committed_AS:");
+	if (committed + (long long)(len / 1024) <= limit) {
+		/* Three fifths of the headroom: fits once, not twice. */
+		len = (size_t)(limit - committed) * 1024 / 5 * 3;
+		len &= ~(size_t)(PAGE - 1);
+		src = (unsigned long)mmap(NULL, len, PROT_READ | PROT_WRITE,
+					  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (src == (unsigned long)MAP_FAILED) {
+			restore_sysctls(&self->saved);
+			SKIP(return, "no %zu kB source under the limit: %s",
+			     len / 1024, strerror(errno));
+		}
+		memset((void *)src, 0x5a, PAGE);
+	}
+	bad = reject("overcommit refused", src, len, 0, 0, ENOMEM);
+	restore_sysctls(&self->saved);
+	EXPECT_EQ(bad, 0);
+	if (src != SRC)
+		EXPECT_EQ(((char *)src)[PAGE - 1], 0x5a);
+
+	/* And accepted again once the policy is back. */
+	s = cow_snapshot(src, len, 0, 0);
+	EXPECT_NE(s, -1) TH_LOG("after restoring: %s", strerror(errno));
+	if (s != -1)
+		munmap((void *)s, len);
+	if (src != SRC)
+		munmap((void *)src, len);
+}
+
+/*
+ * Random arguments. A reserve of FZ_PAGES pages holds a few pools, with
+ * unmapped gaps between them and FZ_FREE free pages for FIXED dsts.
+ * Inside the reserve the result is known; outside it, any result the
+ * interface allows is accepted.
+ */
+#define FZ_CALLS	100000
+#define FZ_SECONDS	100
+#define FZ_PAGES	160
+#define FZ_FREE_OFF	64
+#define FZ_FREE		64
+#define FZ_REPORTS	10
+/* A call that went wrong, as reported; want: the errno, -1 for any. */
+#define FZ_REPORT_FMT	"cow_snapshot(%#lx, %#zx, %#lx, %#x) = %#lx errno %d, want %d%s\n"
+
+struct fz_pool {
+	size_t off, pages;
+	bool shared;
+	uint64_t seed;	/* 0: never touched */
+};
+
+static const struct fz_pool fz_pools[] = {
+	{ 8, 8, false, 21 },
+	{ 24, 9, false, 22 },	/* rw, r (pages 3-5), rw */
+	{ 41, 4, true, 23 },
+	{ 53, 4, false, 0 },
+};
+
+/* The reserve the fuzz calls aim at, and the address space's limits. */
+struct fz_ctx {
+	char *base;
+	unsigned long task_size, min_addr;
+};
+
+FIXTURE(fuzz) {
+	struct fz_ctx ctx;
+};
+
+FIXTURE_SETUP(fuzz)
+{
+	size_t i, at = 0;
+
+	if (!cow_snapshot_present())
+		SKIP(return, COW_NO_SNAPSHOT);
+	ASSERT_GE(read_vmstat(COUNTER), 0) TH_LOG("no %s in /proc/vmstat", COUNTER);
+	self->ctx.task_size = task_size();
+	self->ctx.min_addr = cow_read_ulong(VM_SYSCTL("mmap_min_addr"));
+	self->ctx.base = mmap(NULL, FZ_PAGES * PAGE, PROT_NONE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(self->ctx.base, MAP_FAILED);
+	for (i = 0; i < ARRAY_SIZE(fz_pools); i++) {
+		const struct fz_pool *p = &fz_pools[i];
+		char *m = self->ctx.base + p->off * PAGE;
+
+		ASSERT_EQ(munmap(self->ctx.base + at * PAGE,
+				 (p->off - at) * PAGE), 0);
+		ASSERT_EQ(mmap(m, p->pages * PAGE, PROT_READ | PROT_WRITE,
+			       MAP_FIXED | MAP_ANONYMOUS |
+			       (p->shared ? MAP_SHARED : MAP_PRIVATE), -1, 0),
+			  m);
+		if (p->seed) {
+			cow_fill(m, p->pages * PAGE, p->seed);
+			watch(m, p->pages * PAGE, p->seed);
+		}
+		at = p->off + p->pages;
+	}
+	ASSERT_EQ(munmap(self->ctx.base + at * PAGE, (FZ_PAGES - at) * PAGE), 0);
+	ASSERT_EQ(mprotect(self->ctx.base + 27 * PAGE, 3 * PAGE, PROT_READ), 0);
+}
+
+FIXTURE_TEARDOWN(fuzz)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(fz_pools); i++)
+		munmap(self->ctx.base + fz_pools[i].off * PAGE,
+		       fz_pools[i].pages * PAGE);
+}
+
+static uint64_t fz_rand(uint64_t *s)
+{
+	/* splitmix64 */
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* The pool of the page at @a, or NULL (free, or outside the reserve). */
+static const struct fz_pool *fz_pool_at(const char *base, unsigned long a)
+{
+	unsigned long b = (unsigned long)base;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(fz_pools); i++)
+		if (a >= b + fz_pools[i].off * PAGE &&
+		    a < b + (fz_pools[i].off + fz_pools[i].pages) * PAGE)
+			return &fz_pools[i];
+	return NULL;
+}
+
+static bool fz_in_reserve(const char *base, unsigned long a)
+{
+	return a >= (unsigned long)base &&
+	       a < (unsigned long)base + FZ_PAGES * PAGE;
+}
+
+#define FZ_ANY	1	/* any result the interface allows (not a -errno) */
+
+/*
+ * What cow_snapshot() must do with these arguments: a negative errno, 0
+ * for success, FZ_ANY when it depends on what lies outside the reserve.
+ * *known: the source is in the pools, its data can be compared.
+ */
+static int fz_expect(const struct fz_ctx *c, unsigned long start,
+		     size_t len, unsigned long dst, unsigned int flags,
+		     bool *known)
+{
+	bool fixed = flags & COW_SNAPSHOT_FIXED;
+	unsigned long b = (unsigned long)c->base, rlen = page_up(len);
+	unsigned long a, end, lo, hi;
+	bool shared = false;
+
+	*known = false;
+	if (flags & ~COW_SNAPSHOT_FIXED || start & (PAGE - 1) || !len)
+		return -EINVAL;
+	if (rlen < len || start + rlen < start ||
+	    start + rlen > c->task_size)
+		return -EINVAL;
+	if (fixed && (dst & (PAGE - 1) || dst + rlen < dst ||
+		      dst + rlen > c->task_size ||
+		      (dst < start + rlen && start < dst + rlen)))
+		return -EINVAL;
+	if (!fz_in_reserve(c->base, start))
+		return FZ_ANY;
+	/* The reserve ends with free pages: a hole before leaving it. */
+	for (a = start; a - start < rlen; a += PAGE) {
+		const struct fz_pool *p = fz_pool_at(c->base, a);
+
+		if (!p)
+			return -ENOMEM;
+		shared |= p->shared;
+	}
+	if (shared)
+		return -EINVAL;
+	*known = true;
+	if (!fixed)
+		return 0;
+	if (dst < c->min_addr)
+		return FZ_ANY;	/* EPERM without CAP_SYS_RAWIO */
+	/* The part of [dst, dst + rlen) in the reserve: on a pool? */
+	end = dst + rlen;
+	lo = dst > b ? dst : b;
+	hi = end < b + FZ_PAGES * PAGE ? end : b + FZ_PAGES * PAGE;
+	for (a = lo; a < hi; a += PAGE)
+		if (fz_pool_at(c->base, a))
+			return -EEXIST;
+	return dst >= b && end <= b + FZ_PAGES * PAGE ? 0 : FZ_ANY;
+}
+
+/*
+ * A source address: mostly in the pools, else anywhere in the reserve or
+ * well outside it.
+ */
+static unsigned long fz_start(const struct fz_ctx *c, uint64_t *r)
+{
+	unsigned long base = (unsigned long)c->base;
+	const struct fz_pool *p = &fz_pools[fz_rand(r) % ARRAY_SIZE(fz_pools)];
+	uint64_t x = fz_rand(r);
+
+	switch (x % 16) {
+	case 0 ... 6:
+		return base + (p->off + fz_rand(r) % p->pages) * PAGE;
+	case 7 ... 9:
+		return base + (fz_rand(r) % (FZ_PAGES - 16)) * PAGE;
+	case 10:
+		return base + (fz_rand(r) % FZ_PAGES) * PAGE +
+		       fz_rand(r) % PAGE;
+	case 11:
+		return KERNEL_ADDR + (fz_rand(r) & ((1UL << 40) - 1));
+	case 12:
+		return c->task_size + PAGE * 2 - (fz_rand(r) % 4) * PAGE;
+	case 13:
+		return fz_rand(r) & ((1UL << 47) - PAGE);
+	case 14:
+		return (fz_rand(r) % 32) * PAGE;
+	default:
+		return fz_rand(r);
+	}
+}
+
+/* A dst: mostly in the reserve (pools: EEXIST, else free), else out. */
+static unsigned long fz_dst(const struct fz_ctx *c, uint64_t *r)
+{
+	unsigned long base = (unsigned long)c->base;
+	uint64_t x = fz_rand(r);
+
+	switch (x % 10) {
+	case 0 ... 3:
+		return base + (fz_rand(r) % FZ_PAGES) * PAGE;
+	case 4 ... 6:
+		return base + (FZ_FREE_OFF + fz_rand(r) % FZ_FREE) * PAGE;
+	case 7:
+		return base + (fz_rand(r) % FZ_PAGES) * PAGE +
+		       fz_rand(r) % PAGE;
+	case 8:
+		return x & 16 ? KERNEL_ADDR + (fz_rand(r) & ((1UL << 40) - 1)) :
+				c->task_size - (fz_rand(r) % 4) * PAGE;
+	default:
+		return x & 16 ? fz_rand(r) & ((1UL << 47) - PAGE) : fz_rand(r);
+	}
+}
+
+static size_t fz_len(uint64_t *r)
+{
+	static const size_t huge[] = {
+		~0UL, -PAGE, 1UL << 47, 1UL << 40, (1UL << 46) + 1, -2 * PAGE,
+	};
+	uint64_t x = fz_rand(r);
+
+	switch (x % 10) {
+	case 0 ... 5:
+		return (1 + fz_rand(r) % 12) * PAGE;
+	case 6:
+		return (fz_rand(r) % 12) * PAGE + 1 + fz_rand(r) % (PAGE - 1);
+	case 7:
+		return 0;
+	case 8:
+		return fz_rand(r) & 1 ? huge[fz_rand(r) % ARRAY_SIZE(huge)] :
+					fz_rand(r);
+	default:
+		return (1 + fz_rand(r) % 64) * PAGE;
+	}
+}
+
+static unsigned int fz_flags(uint64_t *r)
+{
+	uint64_t x = fz_rand(r);
+
+	switch (x % 10) {
+	case 0 ... 4:
+		return 0;
+	case 5 ... 8:
+		return COW_SNAPSHOT_FIXED;
+	default:
+		return 1U << (fz_rand(r) % 32) |
+		       (x & 16 ? COW_SNAPSHOT_FIXED : 0);
+	}
+}
+
+static bool fz_allowed(int err)
+{
+	return err == EINVAL || err == ENOMEM || err == EEXIST || err == EPERM;
+}
+
+TEST_F_TIMEOUT(fuzz, random_arguments, 150)
+{
+	const char *env = getenv("COW_FUZZ_SEED");
+	uint64_t seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);
+	unsigned long long pages = 0, ok = 0, calls;
+	long long v0, v1;
+	time_t end = time(NULL) + FZ_SECONDS;
+	int bad = 0;
+	uint64_t r = seed;
+	ssize_t n0, n1;
+
+	ksft_print_msg("seed %llu (COW_FUZZ_SEED=%llu repeats this run)\n",
+		       (unsigned long long)seed, (unsigned long long)seed);
+	v0 = read_vmstat(COUNTER);
+	n0 = read_file("/proc/self/maps", maps_before, MAPS_MAX);
+	ASSERT_GT(n0, 0);
+
+	for (calls = 0; calls < FZ_CALLS; calls++) {
+		unsigned long start = fz_start(&self->ctx, &r);
+		size_t len = fz_len(&r);
+		unsigned int flags = fz_flags(&r);
+		unsigned long dst = fz_rand(&r) % 2 ? 0 : fz_dst(&self->ctx, &r);
+		unsigned long rlen = page_up(len), s;
+		bool known, fail = false;
+		int want = fz_expect(&self->ctx, start, len, dst, flags, &known);
+		long ret;
+		int err;
+
+		if (!(calls % 1024) && time(NULL) > end) {
+			ksft_print_msg("time is up after %llu calls\n", calls);
+			break;
+		}
+		errno = 0;
+		ret = cow_snapshot(start, len, dst, flags);
+		err = errno;
+		if (ret == -1) {
+			fail = want == FZ_ANY ? !fz_allowed(err) : -err != want;
+		} else {
+			s = ret;
+			fail = (want != FZ_ANY && want != 0) ||
+			       s & (PAGE - 1) ||
+			       ((flags & COW_SNAPSHOT_FIXED) && s != dst);
+			if (!fail && fz_in_reserve(self->ctx.base, s))
+				fail = fz_pool_at(self->ctx.base, s);
+			if (!fail && known)
+				fail = memcmp((void *)s, (void *)start, PAGE) ||
+				       memcmp((void *)(s + rlen - PAGE),
+					      (void *)(start + rlen - PAGE),
+					      PAGE);
+			if (!(s & (PAGE - 1)) && rlen)
+				munmap((void *)s, rlen);
+			pages += rlen / PAGE;
+			ok++;
+		}
+		if (fail && bad++ < FZ_REPORTS)
+			ksft_print_msg(FZ_REPORT_FMT, start, len, dst, flags, ret,
+				       ret == -1 ? err : 0, -want,
+				       known && ret != -1 ? " (data?)" : "");
+	}
+	n1 = read_file("/proc/self/maps", maps_after, MAPS_MAX);
+	v1 = read_vmstat(COUNTER);
+	ksft_print_msg("%llu calls, %llu snapshots (%llu pages)\n", calls, ok,
+		       pages);
+	EXPECT_EQ(bad, 0) TH_LOG("%d calls went wrong (seed %llu)", bad,
+				 (unsigned long long)seed);
+	EXPECT_EQ(v1 - v0, (long long)pages);
+	EXPECT_EQ(n0, n1);
+	if (n0 == n1 && memcmp(maps_before, maps_after, n0)) {
+		maps_diff("after the run");
+		EXPECT_TRUE(false);
+	}
+	EXPECT_EQ(watched_ok("after the run"), 0);
+}
+
+TEST_HARNESS_MAIN
