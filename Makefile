@@ -27,7 +27,7 @@ INITRD     := $(GUEST)/initramfs.cpio
 SELFTESTS_PATCH := patches/0099-selftests-cow-add-the-cow-kselftest-target.patch
 
 .DEFAULT_GOAL := run
-.PHONY: run check kselftest kernel initramfs qemu stock lint clean help mm-suites \
+.PHONY: run check kselftest kernel initramfs qemu stock lint clean help mm-suites stress \
 	deps source stock-source guest-programs selftests-patch
 
 help:
@@ -37,6 +37,7 @@ help:
 	@echo 'make kernel | initramfs | qemu      the steps; qemu = interactive guest shell'
 	@echo 'make stock      the same kernel without the series ($(STOCK_OBJ))'
 	@echo 'make mm-suites  upstream mm selftests (ksm, uffd, gup_longterm, ...): stock vs series, knobs off/on'
+	@echo 'make stress     the stress program long: plain, fail_page_alloc, failslab (STRESS_SECONDS=60; injection needs CONFIG=debug)'
 	@echo 'make lint       checkpatch --strict, shellcheck, series applies, selftests patch in sync'
 	@echo 'make selftests-patch   regenerate $(SELFTESTS_PATCH) from selftests/cow'
 	@echo 'make clean      remove build/ and out/'
@@ -74,13 +75,19 @@ run: initramfs stock
 	@TIMEOUT=$(RUN_TIMEOUT) scripts/run-bench.sh $(BZIMAGE) $(STOCK_OBJ)/arch/x86/boot/bzImage $(INITRD)
 	@scripts/report.sh out/run out/run-stock out/report.md
 
+# CONFIG=debug also runs the stress program's long version (60 s).
 check: initramfs
-	@scripts/check.sh $(BZIMAGE) $(INITRD)
+	@APPEND="$(if $(filter debug,$(CONFIG)),cowlab.stress=60)" scripts/check.sh $(BZIMAGE) $(INITRD)
 
 # The wider upstream mm selftests on the stock kernel and on the series with
 # knobs off and on; writes out/mm-suites.md. Not part of make check.
 mm-suites: kernel stock
 	@scripts/mm-suites.sh $(SRC) $(OBJ) $(BZIMAGE) $(STOCK_OBJ)/arch/x86/boot/bzImage
+
+# The stress program's long run, plain and with allocation failures injected
+# (those need CONFIG=debug); STRESS_SECONDS a phase (default 60).
+stress: initramfs
+	@STRESS_CONFIG=$(or $(CONFIG),default) scripts/stress.sh $(BZIMAGE) $(INITRD)
 
 kselftest: initramfs
 	@scripts/qemu-run.sh $(BZIMAGE) $(INITRD) kselftest out/kselftest
