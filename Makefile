@@ -17,8 +17,10 @@ export LINUX_DEB_VERSION KSRC ACCEL CPUS MEM
 B          := build
 SRC        := $(B)/linux
 STOCK_SRC  := $(B)/linux-stock
-FRAGS      := configs/qemu.config $(if $(filter debug,$(CONFIG)),configs/debug.config)
+FRAGS      := configs/qemu.config $(if $(filter debug kasan,$(CONFIG)),configs/debug.config) \
+	      $(if $(filter kasan,$(CONFIG)),configs/kasan.config)
 SUFFIX     := $(if $(CONFIG),-$(CONFIG))
+CFGNAME    := $(or $(CONFIG),default)
 OBJ        := $(B)/obj$(SUFFIX)
 STOCK_OBJ  := $(B)/obj-stock$(SUFFIX)
 GUEST      := $(B)/guest$(SUFFIX)
@@ -27,7 +29,7 @@ INITRD     := $(GUEST)/initramfs.cpio
 SELFTESTS_PATCH := patches/0099-selftests-cow-add-the-cow-kselftest-target.patch
 
 .DEFAULT_GOAL := run
-.PHONY: run check kselftest kernel initramfs qemu stock lint clean help mm-suites stress \
+.PHONY: run check kselftest kernel initramfs qemu stock lint clean help mm-suites stress reliability \
 	deps source stock-source guest-programs selftests-patch
 
 help:
@@ -38,10 +40,11 @@ help:
 	@echo 'make stock      the same kernel without the series ($(STOCK_OBJ))'
 	@echo 'make mm-suites  upstream mm selftests (ksm, uffd, gup_longterm, ...): stock vs series, knobs off/on'
 	@echo 'make stress     the stress program long: plain, fail_page_alloc, failslab (STRESS_SECONDS=60; injection needs CONFIG=debug)'
+	@echo 'make reliability  out/reliability.md from the last check (this CONFIG), stress and mm-suites runs'
 	@echo 'make lint       checkpatch --strict, shellcheck, series applies, selftests patch in sync'
 	@echo 'make selftests-patch   regenerate $(SELFTESTS_PATCH) from selftests/cow'
 	@echo 'make clean      remove build/ and out/'
-	@echo 'variables: KSRC=<6.12.y tree> ACCEL=auto|kvm|tcg|icount CPUS=2 MEM=6144 CONFIG=debug'
+	@echo 'variables: KSRC=<6.12.y tree> ACCEL=auto|kvm|tcg|icount CPUS=2 MEM=6144 CONFIG=debug|kasan'
 
 deps:
 	@scripts/deps.sh
@@ -76,8 +79,15 @@ run: initramfs stock
 	@scripts/report.sh out/run out/run-stock out/report.md
 
 # CONFIG=debug also runs the stress program's long version (60 s).
+# Its TAP and console are also kept as out/check-CONFIG.* for make reliability.
 check: initramfs
-	@APPEND="$(if $(filter debug,$(CONFIG)),cowlab.stress=60)" scripts/check.sh $(BZIMAGE) $(INITRD)
+	@APPEND="$(if $(filter debug,$(CONFIG)),cowlab.stress=60)" scripts/check.sh $(BZIMAGE) $(INITRD); \
+	rc=$$?; for f in tap log; do [ ! -f out/check.$$f ] || cp out/check.$$f out/check-$(CFGNAME).$$f; done; \
+	exit $$rc
+
+# One table from the last check, stress and mm-suites runs (no boot).
+reliability:
+	@scripts/reliability.sh $(CFGNAME)
 
 # The wider upstream mm selftests on the stock kernel and on the series with
 # knobs off and on; writes out/mm-suites.md. Not part of make check.
@@ -87,7 +97,7 @@ mm-suites: kernel stock
 # The stress program's long run, plain and with allocation failures injected
 # (those need CONFIG=debug); STRESS_SECONDS a phase (default 60).
 stress: initramfs
-	@STRESS_CONFIG=$(or $(CONFIG),default) scripts/stress.sh $(BZIMAGE) $(INITRD)
+	@STRESS_CONFIG=$(CFGNAME) scripts/stress.sh $(BZIMAGE) $(INITRD)
 
 kselftest: initramfs
 	@scripts/qemu-run.sh $(BZIMAGE) $(INITRD) kselftest out/kselftest

@@ -14,9 +14,13 @@ set -euo pipefail
 
 src=$1 obj=$2 series=$3 stock=$4
 here=$(dirname "$0")
-progs="madv_populate ksm_functional_tests mremap_test mremap_dontunmap
+progs="cow madv_populate ksm_functional_tests mremap_test mremap_dontunmap
 uffd-unit-tests gup_longterm soft-dirty pagemap_ioctl split_huge_page_test
-mkdirty"
+mkdirty transhuge-stress"
+# transhuge-stress runs until killed unless given a duration; bound it as
+# run_vmtests.sh does (-d 20), and to a 512 MiB region rather than all of
+# guest memory, so that one pass takes seconds under TCG.
+THS_ARGS=${THS_ARGS:--d 20 512}
 # NAME|KERNEL|KERNEL COMMAND LINE (sysctl.* sets the knobs at boot)
 runs="stock|$stock|
 series|$series|
@@ -28,6 +32,11 @@ report=out/mm-suites.md
 specs=()
 for p in $progs; do specs+=("mm:$p"); done
 "$here/ksft-build.sh" "$src" "$obj" "$stage/ksft" "${specs[@]}"
+# The guest runner takes no arguments: a wrapper of the same name passes them.
+mv "$stage/ksft/mm/transhuge-stress" "$stage/ksft/mm/transhuge-stress.bin"
+printf '#!/bin/sh\nexec ./transhuge-stress.bin %s\n' "$THS_ARGS" \
+	>"$stage/ksft/mm/transhuge-stress"
+chmod +x "$stage/ksft/mm/transhuge-stress"
 "$here/initramfs.sh" "$obj/usr/gen_init_cpio" "$stage/initramfs.cpio" \
 	"/ksft:$stage/ksft"
 

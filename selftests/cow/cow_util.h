@@ -375,7 +375,7 @@ static inline long cow_smaps_kb(const void *addr, const char *field)
 }
 
 /*
- * cow_snapshot() and MADV_COW_UNSHARE (patches 0006 and 0007), defined
+ * cow_snapshot() and MADV_COW_UNSHARE (patches 0007 and 0008), defined
  * here for headers that predate them; the numbers are provisional.
  */
 #ifndef __NR_cow_snapshot

@@ -1512,4 +1512,34 @@ TEST_F(unshare, breaks_snapshot_sharing)
 	EXPECT_EQ(un_data_ok(s), 0);
 }
 
+/*
+ * The copies are the parent's data and nothing else backs them: MADV_FREE
+ * of another mapping of them must not let reclaim discard them. Unshare
+ * after fork(), fork() again, MADV_FREE in that child, then reclaim
+ * (MADV_PAGEOUT) in the parent once that child is gone. A regression test:
+ * an unshare copy was mapped clean on a clean folio, and so became
+ * lazily freeable by any process that shared it.
+ */
+TEST_F(unshare, copies_survive_madv_free_elsewhere)
+{
+	int go, status;
+	pid_t pid, child;
+
+	pid = cow_fork_waiter(un_child_check, self->mem, &go);
+	ASSERT_GT(pid, 0);
+	ASSERT_EQ(madvise(self->mem, self->len, MADV_COW_UNSHARE), 0)
+		TH_LOG("madvise: %s", strerror(errno));
+	child = fork();
+	ASSERT_GE(child, 0);
+	if (child == 0)
+		_exit(madvise(self->mem, self->len, MADV_FREE) ? 1 : 0);
+	ASSERT_EQ(waitpid(child, &status, 0), child);
+	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
+		TH_LOG("MADV_FREE in the child failed");
+	ASSERT_EQ(madvise(self->mem, self->len, MADV_PAGEOUT), 0)
+		TH_LOG("MADV_PAGEOUT: %s", strerror(errno));
+	EXPECT_EQ(un_data_ok(self->mem), 0);
+	EXPECT_EQ(cow_checker_result(pid, go), 0);
+}
+
 TEST_HARNESS_MAIN
