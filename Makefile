@@ -81,7 +81,7 @@ run: initramfs stock
 # CONFIG=debug also runs the stress program's long version (60 s).
 # Its TAP and console are also kept as out/check-CONFIG.* for make reliability.
 check: initramfs
-	@APPEND="$(if $(filter debug,$(CONFIG)),cowlab.stress=60)" scripts/check.sh $(BZIMAGE) $(INITRD); \
+	@APPEND="$(if $(filter debug,$(CONFIG)),cowlab.stress=60) $(KSFT_APPEND)" scripts/check.sh $(BZIMAGE) $(INITRD); \
 	rc=$$?; for f in tap log; do [ ! -f out/check.$$f ] || cp out/check.$$f out/check-$(CFGNAME).$$f; done; \
 	exit $$rc
 
@@ -99,8 +99,11 @@ mm-suites: kernel stock
 stress: initramfs
 	@STRESS_CONFIG=$(CFGNAME) scripts/stress.sh $(BZIMAGE) $(INITRD)
 
+# CONFIG=kasan: each program may take 900 s (the fuzz takes ~300 s there).
+KSFT_APPEND := $(if $(filter kasan,$(CONFIG)),cowlab.timeout=900)
+
 kselftest: initramfs
-	@scripts/qemu-run.sh $(BZIMAGE) $(INITRD) kselftest out/kselftest
+	@APPEND="$(KSFT_APPEND)" scripts/qemu-run.sh $(BZIMAGE) $(INITRD) kselftest out/kselftest
 	@tr -d '\r' <out/kselftest.out | grep -v '^cowlab-done' >out/kselftest.tap
 	@scripts/tap-count.sh out/kselftest.tap | tee out/kselftest.summary
 	@grep -q ' 0 failed' out/kselftest.summary

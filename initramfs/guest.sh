@@ -40,6 +40,15 @@ setup_memory() {
 	if [ -b /dev/ram0 ] && mkswap /dev/ram0 >/dev/null 2>&1; then
 		swapon /dev/ram0 2>/dev/null
 	fi
+	# The THP and KSM switches as set up, for knobs_reset (the fuzz
+	# program writes them; a killed one cannot put them back).
+	SYS_DEFAULTS=""
+	for f in $thp/enabled $thp/defrag /sys/kernel/mm/ksm/run; do
+		[ -f "$f" ] || continue
+		v=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "$f")
+		[ -n "$v" ] || v=$(cat "$f")
+		SYS_DEFAULTS="$SYS_DEFAULTS $f=$v"
+	done
 }
 
 # knobs_reset: every cow knob that this kernel has back to its default.
@@ -48,6 +57,16 @@ knobs_reset() {
 		f=/proc/sys/vm/${kv%%=*}
 		[ -f "$f" ] && echo "${kv#*=}" >"$f"
 	done
+	sys_reset
+}
+
+# sys_reset: the THP and KSM switches back to how setup_memory left them
+# (not the cow knobs: mm-suites boots set those on the command line).
+sys_reset() {
+	for kv in $SYS_DEFAULTS; do
+		echo "${kv#*=}" >"${kv%%=*}" 2>/dev/null
+	done
+	return 0
 }
 
 T=0
@@ -104,11 +123,15 @@ run_ksft() {
 	# duration (make check CONFIG=debug runs the long version).
 	st=$(cmdline_arg cowlab.stress)
 	[ -n "$st" ] && export COW_STRESS_SECONDS="$st"
+	# cowlab.timeout=SECONDS: every program's timeout (slow kernels: KASAN).
+	tmo=$(cmdline_arg cowlab.timeout)
 	while IFS=: read -r col prog; do
 		to=45
 		s=$1/$col/settings
 		[ -f "$s" ] && to=$(sed -n 's/^timeout=//p' "$s")
+		[ -n "$tmo" ] && to=$tmo
 		run_prog "$col: $prog" "${to:-45}" "$1/$col" "./$prog"
+		sys_reset
 	done <"$1/kselftest-list.txt"
 }
 
