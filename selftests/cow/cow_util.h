@@ -389,6 +389,13 @@ static inline long cow_smaps_kb(const void *addr, const char *field)
 #endif
 #define COW_NO_SNAPSHOT		"cow_snapshot() not in this kernel"
 
+/* The system call itself: the snapshot's address, or -1 and errno. */
+static inline long cow_snapshot_sys(unsigned long start, size_t len,
+				    unsigned long dst, unsigned int flags)
+{
+	return syscall(__NR_cow_snapshot, start, len, dst, flags);
+}
+
 /* pagemap bits, Documentation/admin-guide/mm/pagemap.rst */
 #define PM_PFN_MASK		((1ULL << 55) - 1)
 #define PM_MMAP_EXCLUSIVE	0x0100000000000000ULL	/* bit 56 */
@@ -418,7 +425,7 @@ static inline bool cow_snapshot_present(void)
 {
 	int err;
 
-	if (syscall(__NR_cow_snapshot, 0UL, 0UL, 0UL, ~0U) != -1)
+	if (cow_snapshot_sys(0, 0, 0, ~0U) != -1)
 		return true;
 	err = errno;
 	syscall(-1L);

@@ -37,7 +37,7 @@
 #include "kselftest_harness.h"
 #include "cow_util.h"
 
-#define PAGE		4096UL
+#define PAGE		COW_SUBPAGE
 #define ARENA_PAGES	4096UL
 #define PMD_PAGES	512UL
 #define MAGIC		0x5a5a00ff00ff5a5aULL
@@ -459,12 +459,6 @@ static void op_madvise(void)
 		     strerror(errno));
 }
 
-static long cow_snapshot(unsigned long start, size_t len, unsigned long dst,
-			 unsigned int flags)
-{
-	return syscall(__NR_cow_snapshot, start, len, dst, flags);
-}
-
 /* cow_snapshot(FIXED) from one arena range to another: result predicted. */
 static void op_snap_fixed(void)
 {
@@ -480,8 +474,9 @@ static void op_snap_fixed(void)
 		want = EEXIST;
 	s.calls++;
 	s.count[C_SNAP_FIXED]++;
-	ret = cow_snapshot((unsigned long)page_addr(src), n * PAGE,
-			   (unsigned long)page_addr(dst), COW_SNAPSHOT_FIXED);
+	ret = cow_snapshot_sys((unsigned long)page_addr(src), n * PAGE,
+			       (unsigned long)page_addr(dst),
+			       COW_SNAPSHOT_FIXED);
 	ev("cow_snapshot", page_addr(src), n * PAGE, page_addr(dst),
 	   COW_SNAPSHOT_FIXED, ret);
 	if (ret == -1 ? errno != want : want || ret != (long)page_addr(dst)) {
@@ -513,7 +508,7 @@ static void op_snap_kept(void)
 		n = KEPT_PAGES;
 	s.calls++;
 	s.count[C_SNAP_KEPT]++;
-	ret = cow_snapshot((unsigned long)page_addr(src), n * PAGE, 0, 0);
+	ret = cow_snapshot_sys((unsigned long)page_addr(src), n * PAGE, 0, 0);
 	ev("cow_snapshot", page_addr(src), n * PAGE, (void *)ret, 0, ret);
 	if (ret == -1) {
 		if (errno != (any_state(src, n, true) ? ENOMEM : 0))
@@ -609,7 +604,7 @@ static void op_hostile(void)
 		flags = below(3) ? (int)below(2) : (int)rnd();
 		errno = 0;
 		dst = below(2) ? dst : 0;
-		ret = cow_snapshot(addr, len, dst, flags);
+		ret = cow_snapshot_sys(addr, len, dst, flags);
 		ev("cow_snapshot", (void *)addr, len, (void *)dst, flags, ret);
 		if (ret != -1)
 			hostile_undo(ret, len, false);

@@ -52,8 +52,8 @@ struct pin_longterm_test {
 static char *cow_snapshot(const void *start, size_t len, const void *dst,
 			  unsigned int flags)
 {
-	long ret = syscall(__NR_cow_snapshot, (unsigned long)start, len,
-			   (unsigned long)dst, flags);
+	long ret = cow_snapshot_sys((unsigned long)start, len,
+				    (unsigned long)dst, flags);
 
 	return ret == -1 ? MAP_FAILED : (char *)ret;
 }

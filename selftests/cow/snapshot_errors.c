@@ -48,12 +48,6 @@
 
 #define VM_SYSCTL(name)	"/proc/sys/vm/" name
 
-static long cow_snapshot(unsigned long start, size_t len, unsigned long dst,
-			 unsigned int flags)
-{
-	return syscall(__NR_cow_snapshot, start, len, dst, flags);
-}
-
 static inline unsigned long page_up(unsigned long len)
 {
 	return (len + PAGE - 1) & ~(PAGE - 1);
@@ -216,7 +210,7 @@ static int reject(const char *what, unsigned long start, size_t len,
 	v0 = read_vmstat(COUNTER);
 	n0 = read_file("/proc/self/maps", maps_before, MAPS_MAX);
 	errno = 0;
-	ret = cow_snapshot(start, len, dst, flags);
+	ret = cow_snapshot_sys(start, len, dst, flags);
 	err = errno;
 	n1 = read_file("/proc/self/maps", maps_after, MAPS_MAX);
 	v1 = read_vmstat(COUNTER);
@@ -586,7 +580,7 @@ TEST_F(err, fixed_dst_below_mmap_min_addr)
 	a.dst = (min - 1) & ~(PAGE - 1);
 	EXPECT_EQ(in_child(no_rawio_child, &a), 0);
 
-	s = cow_snapshot(SRC, PAGE, a.dst, COW_SNAPSHOT_FIXED);
+	s = cow_snapshot_sys(SRC, PAGE, a.dst, COW_SNAPSHOT_FIXED);
 	EXPECT_EQ(s, (long)a.dst)
 		TH_LOG("with CAP_SYS_RAWIO: %s", strerror(errno));
 	if (s != -1)
@@ -878,7 +872,7 @@ static int limit_child(void *p)
 	rl.rlim_cur = kb * 1024 + a->len;
 	if (setrlimit(a->resource, &rl))
 		return 3;
-	s = cow_snapshot(a->src, a->len, 0, 0);
+	s = cow_snapshot_sys(a->src, a->len, 0, 0);
 	if (s == -1) {
 		ksft_print_msg("%s: limit exactly enough: %s\n", a->field,
 			       strerror(errno));
@@ -1153,7 +1147,7 @@ TEST_F(err_sysctl, overcommit_refused)
 		EXPECT_EQ(((char *)src)[PAGE - 1], 0x5a);
 
 	/* And accepted again once the policy is back. */
-	s = cow_snapshot(src, len, 0, 0);
+	s = cow_snapshot_sys(src, len, 0, 0);
 	EXPECT_NE(s, -1) TH_LOG("after restoring: %s", strerror(errno));
 	if (s != -1)
 		munmap((void *)s, len);
@@ -1450,7 +1444,7 @@ TEST_F_TIMEOUT(fuzz, random_arguments, 150)
 			break;
 		}
 		errno = 0;
-		ret = cow_snapshot(start, len, dst, flags);
+		ret = cow_snapshot_sys(start, len, dst, flags);
 		err = errno;
 		if (ret == -1) {
 			fail = want == FZ_ANY ? !fz_allowed(err) : -err != want;

@@ -785,8 +785,8 @@ static void op_unshare(struct worker *w)
 
 static char *cow_snapshot(const void *start, size_t len, const void *dst)
 {
-	long ret = syscall(__NR_cow_snapshot, (unsigned long)start, len,
-			   (unsigned long)dst, 0);
+	long ret = cow_snapshot_sys((unsigned long)start, len,
+				    (unsigned long)dst, 0);
 
 	return ret == -1 ? MAP_FAILED : (char *)ret;
 }
