@@ -396,6 +396,42 @@ static inline long cow_snapshot_sys(unsigned long start, size_t len,
 	return syscall(__NR_cow_snapshot, start, len, dst, flags);
 }
 
+/* cow_snapshot(): the snapshot's address, or MAP_FAILED with errno set. */
+static inline char *cow_snapshot(const void *start, size_t len,
+				 const void *dst, unsigned int flags)
+{
+	long ret = cow_snapshot_sys((unsigned long)start, len,
+				    (unsigned long)dst, flags);
+
+	return ret == -1 ? MAP_FAILED : (char *)ret;
+}
+
+/*
+ * The whole of @path into @buf, NUL-terminated, without allocating; its
+ * length, or -1 (also when it does not fit).
+ */
+static inline ssize_t cow_read_file(const char *path, char *buf, size_t size)
+{
+	size_t used = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf + used, size - 1 - used)) > 0) {
+		used += n;
+		if (used == size - 1) {
+			n = -1;
+			break;
+		}
+	}
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[used] = '\0';
+	return used;
+}
+
 /* pagemap bits, Documentation/admin-guide/mm/pagemap.rst */
 #define PM_PFN_MASK		((1ULL << 55) - 1)
 #define PM_MMAP_EXCLUSIVE	0x0100000000000000ULL	/* bit 56 */

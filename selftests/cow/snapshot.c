@@ -49,15 +49,6 @@ struct pin_longterm_test {
 /* Where the tests write in a page; any 8-byte aligned offset would do. */
 #define OFF		128
 
-static char *cow_snapshot(const void *start, size_t len, const void *dst,
-			  unsigned int flags)
-{
-	long ret = cow_snapshot_sys((unsigned long)start, len,
-				    (unsigned long)dst, flags);
-
-	return ret == -1 ? MAP_FAILED : (char *)ret;
-}
-
 /* The 64-bit word @i of the pattern of @seed. */
 static inline uint64_t pat(uint64_t seed, size_t i)
 {

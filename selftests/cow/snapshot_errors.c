@@ -60,29 +60,6 @@ static inline unsigned long page_up(unsigned long len)
 static char maps_before[MAPS_MAX], maps_after[MAPS_MAX];
 static char file_buf[64 * 1024];
 
-/* The whole of @path into @buf, NUL-terminated; its length, or -1. */
-static ssize_t read_file(const char *path, char *buf, size_t size)
-{
-	size_t used = 0;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	while ((n = read(fd, buf + used, size - 1 - used)) > 0) {
-		used += n;
-		if (used == size - 1) {
-			n = -1;
-			break;
-		}
-	}
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[used] = '\0';
-	return used;
-}
-
 /*
  * The number after "@key" at the start of a line of @path ("cow_copy ",
  * "VmSize:"); -1 when absent.
@@ -92,7 +69,7 @@ static long long file_value(const char *path, const char *key)
 	size_t klen = strlen(key);
 	char *p = file_buf;
 
-	if (read_file(path, file_buf, sizeof(file_buf)) < 0)
+	if (cow_read_file(path, file_buf, sizeof(file_buf)) < 0)
 		return -1;
 	while (p && *p) {
 		if (!strncmp(p, key, klen))
@@ -208,11 +185,11 @@ static int reject(const char *what, unsigned long start, size_t len,
 	int err;
 
 	v0 = read_vmstat(COUNTER);
-	n0 = read_file("/proc/self/maps", maps_before, MAPS_MAX);
+	n0 = cow_read_file("/proc/self/maps", maps_before, MAPS_MAX);
 	errno = 0;
 	ret = cow_snapshot_sys(start, len, dst, flags);
 	err = errno;
-	n1 = read_file("/proc/self/maps", maps_after, MAPS_MAX);
+	n1 = cow_read_file("/proc/self/maps", maps_after, MAPS_MAX);
 	v1 = read_vmstat(COUNTER);
 	if (ret != -1 && !(ret & (PAGE - 1)))
 		munmap((void *)ret, page_up(len));
@@ -229,11 +206,11 @@ static int unshare_call(const char *what, void *addr, size_t len,
 	int err;
 
 	v0 = read_vmstat(COUNTER);
-	n0 = read_file("/proc/self/maps", maps_before, MAPS_MAX);
+	n0 = cow_read_file("/proc/self/maps", maps_before, MAPS_MAX);
 	errno = 0;
 	ret = madvise(addr, len, MADV_COW_UNSHARE);
 	err = errno;
-	n1 = read_file("/proc/self/maps", maps_after, MAPS_MAX);
+	n1 = cow_read_file("/proc/self/maps", maps_after, MAPS_MAX);
 	v1 = read_vmstat(COUNTER);
 	return check_call(what, ret, err, want_ret, want, n0, n1, v0, v1);
 }
@@ -1080,7 +1057,7 @@ static int vma_count(void)
 	int n = 0;
 	char *p;
 
-	if (read_file("/proc/self/maps", maps_before, MAPS_MAX) < 0)
+	if (cow_read_file("/proc/self/maps", maps_before, MAPS_MAX) < 0)
 		return -1;
 	for (p = maps_before; *p; p++)
 		n += *p == '\n';
@@ -1425,7 +1402,7 @@ TEST_F_TIMEOUT(fuzz, random_arguments, 150)
 	ksft_print_msg("seed %llu (COW_FUZZ_SEED=%llu repeats this run)\n",
 		       (unsigned long long)seed, (unsigned long long)seed);
 	v0 = read_vmstat(COUNTER);
-	n0 = read_file("/proc/self/maps", maps_before, MAPS_MAX);
+	n0 = cow_read_file("/proc/self/maps", maps_before, MAPS_MAX);
 	ASSERT_GT(n0, 0);
 
 	for (calls = 0; calls < FZ_CALLS; calls++) {
@@ -1470,7 +1447,7 @@ TEST_F_TIMEOUT(fuzz, random_arguments, 150)
 				       ret == -1 ? err : 0, -want,
 				       known && ret != -1 ? " (data?)" : "");
 	}
-	n1 = read_file("/proc/self/maps", maps_after, MAPS_MAX);
+	n1 = cow_read_file("/proc/self/maps", maps_after, MAPS_MAX);
 	v1 = read_vmstat(COUNTER);
 	ksft_print_msg("%llu calls, %llu snapshots (%llu pages)\n", calls, ok,
 		       pages);

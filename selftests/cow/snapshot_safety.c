@@ -51,15 +51,6 @@
 #define KPF_COMPOUND_TAIL	16
 #define KPF_THP			22
 
-static char *snap(const void *start, size_t len, const void *dst,
-		  unsigned int flags)
-{
-	long ret = cow_snapshot_sys((unsigned long)start, len,
-				    (unsigned long)dst, flags);
-
-	return ret == -1 ? MAP_FAILED : (char *)ret;
-}
-
 static double now_s(void)
 {
 	struct timespec ts;
@@ -97,29 +88,6 @@ static uint64_t page_flags_at(uint64_t pfn)
 	return kpage("/proc/kpageflags", pfn);
 }
 
-/* The whole of @path into @buf, NUL-terminated, without allocating. */
-static ssize_t read_file(const char *path, char *buf, size_t size)
-{
-	size_t used = 0;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	while ((n = read(fd, buf + used, size - 1 - used)) > 0) {
-		used += n;
-		if (used == size - 1) {
-			n = -1;
-			break;
-		}
-	}
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[used] = '\0';
-	return used;
-}
-
 #define MAPS_MAX	(256 * 1024)
 static char maps_before[MAPS_MAX], maps_after[MAPS_MAX];
 
@@ -129,7 +97,7 @@ static int vma_count(void)
 	int n = 0;
 	char *p;
 
-	if (read_file("/proc/self/maps", maps_after, MAPS_MAX) < 0)
+	if (cow_read_file("/proc/self/maps", maps_after, MAPS_MAX) < 0)
 		return -1;
 	for (p = maps_after; *p; p++)
 		n += *p == '\n';
@@ -290,7 +258,7 @@ static void fs_child(int res, int go)
 	while (2 * len <= FS_MAX) {
 		munmap(base + len, len);
 		t = now_s();
-		if (snap(base, len, base + len, COW_SNAPSHOT_FIXED) !=
+		if (cow_snapshot(base, len, base + len, COW_SNAPSHOT_FIXED) !=
 		    base + len) {
 			/* Out of memory for page tables: stay at this size. */
 			if (!c.secs)
@@ -319,7 +287,7 @@ report:
 		_exit(2);
 	if (read(go, &ch, 1) != 1)
 		_exit(2);
-	snap(base, len, base + len, COW_SNAPSHOT_FIXED);
+	cow_snapshot(base, len, base + len, COW_SNAPSHOT_FIXED);
 	_exit(0);
 }
 
@@ -446,7 +414,7 @@ static int mc_fill(struct __test_metadata *_metadata,
 			TH_LOG("no ENOMEM after %d snapshots", self->n);
 			return -1;
 		}
-		r = snap(self->src, PAGE, NULL, 0);
+		r = cow_snapshot(self->src, PAGE, NULL, 0);
 		if (r == MAP_FAILED) {
 			if (errno != ENOMEM || count + 1 <= limit) {
 				TH_LOG("snapshot %d: %s with %d VMAs, limit %d",
@@ -587,7 +555,7 @@ TEST_F(large_folio, write_copies_the_page)
 
 	for (i = 0; i < LF_PAGES; i++)
 		p[i] = pfn(self->mem + i * PAGE);
-	self->snap = snap(self->mem, LF_SIZE, NULL, 0);
+	self->snap = cow_snapshot(self->mem, LF_SIZE, NULL, 0);
 	ASSERT_NE(self->snap, MAP_FAILED) TH_LOG("%s", strerror(errno));
 	ASSERT_EQ(cow_check(self->snap, LF_SIZE, SEED), -1);
 	for (i = 0; i < LF_PAGES; i++)
@@ -679,7 +647,7 @@ TEST_F_TIMEOUT(madv_free, snapshot_survives_reclaim, 120)
 	ASSERT_EQ(madvise(self->mem, len, MADV_NOHUGEPAGE), 0);
 	cow_fill(self->mem, len, SEED);
 	ASSERT_EQ(madvise(self->mem, len, MADV_FREE), 0);
-	self->snap = snap(self->mem, len, NULL, 0);
+	self->snap = cow_snapshot(self->mem, len, NULL, 0);
 	ASSERT_NE(self->snap, MAP_FAILED) TH_LOG("%s", strerror(errno));
 	ASSERT_EQ(cow_check(self->snap, len, SEED), -1);
 	if (variant->write_source)
@@ -789,13 +757,13 @@ static void pm_child(const char *cg, struct pm_result *res)
 	if (io_uring_register_buffers(&ring, &iov, 1))
 		_exit(13);
 	res->stage = 2;
-	if (read_file("/proc/self/maps", maps_before, MAPS_MAX) < 0 ||
-	    read_file("/proc/self/maps", maps_before, MAPS_MAX) < 0)
+	if (cow_read_file("/proc/self/maps", maps_before, MAPS_MAX) < 0 ||
+	    cow_read_file("/proc/self/maps", maps_before, MAPS_MAX) < 0)
 		_exit(14);
 	res->ret = cow_snapshot_sys((unsigned long)mem, PM_LEN, 0, 0);
 	res->err = errno;
 	res->stage = 3;
-	if (read_file("/proc/self/maps", maps_after, MAPS_MAX) < 0)
+	if (cow_read_file("/proc/self/maps", maps_after, MAPS_MAX) < 0)
 		_exit(15);
 	res->maps_same = !strcmp(maps_before, maps_after);
 	res->bad = cow_check(mem, PM_LEN, SEED);
@@ -1018,7 +986,7 @@ TEST_F_TIMEOUT(uffd_move, ptl_order_no_deadlock, 120)
 	end = now_s() + UM_SECONDS;
 	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE) && now_s() < end) {
 		__atomic_add_fetch(&seq, 1, __ATOMIC_RELEASE);
-		r = snap(s, len, d, COW_SNAPSHOT_FIXED);
+		r = cow_snapshot(s, len, d, COW_SNAPSHOT_FIXED);
 		__atomic_add_fetch(&seq, 1, __ATOMIC_RELEASE);
 		if (r != d) {
 			TH_LOG("snapshot %lu: %s", snaps, strerror(errno));

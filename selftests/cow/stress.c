@@ -783,14 +783,6 @@ static void op_unshare(struct worker *w)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static char *cow_snapshot(const void *start, size_t len, const void *dst)
-{
-	long ret = cow_snapshot_sys((unsigned long)start, len,
-				    (unsigned long)dst, 0);
-
-	return ret == -1 ? MAP_FAILED : (char *)ret;
-}
-
 /* An address with @len free after it, not 2 MiB aligned; NULL if none. */
 static char *odd_hint(size_t len)
 {
@@ -888,7 +880,7 @@ static void snap_scratch(struct snap *sl)
 
 	pthread_mutex_lock(&s->lock);
 	if (s->map) {
-		sl->smem = cow_snapshot(s->v.mem, SCRATCH_LEN, NULL);
+		sl->smem = cow_snapshot(s->v.mem, SCRATCH_LEN, NULL, 0);
 		if (sl->smem == MAP_FAILED) {
 			sl->smem = NULL;
 			tolerated(errno, "cow_snapshot() of the scratch area",
@@ -931,7 +923,7 @@ static void op_snapshot(struct worker *w)
 
 	pthread_rwlock_wrlock(&st.image);
 	sl->mem = cow_snapshot(st.region + first * REC_SIZE, nr * REC_SIZE,
-			       hint);
+			       hint, 0);
 	err = errno;
 	if (sl->mem != MAP_FAILED) {
 		memcpy(sl->ver, st.ver, NR_RECS * sizeof(*st.ver));
