@@ -432,6 +432,25 @@ static inline ssize_t cow_read_file(const char *path, char *buf, size_t size)
 	return used;
 }
 
+/*
+ * The VMAs of this process, counted as mm->map_count counts them, read
+ * through @buf (of @size bytes); -1 on error.
+ */
+static inline int cow_vma_count(char *buf, size_t size)
+{
+	int n = 0;
+	char *p;
+
+	if (cow_read_file("/proc/self/maps", buf, size) < 0)
+		return -1;
+	for (p = buf; *p; p++)
+		n += *p == '\n';
+	/* The gate area is no VMA. */
+	if (strstr(buf, "[vsyscall]"))
+		n--;
+	return n;
+}
+
 /* pagemap bits, Documentation/admin-guide/mm/pagemap.rst */
 #define PM_PFN_MASK		((1ULL << 55) - 1)
 #define PM_MMAP_EXCLUSIVE	0x0100000000000000ULL	/* bit 56 */

@@ -1051,20 +1051,10 @@ FIXTURE_TEARDOWN_PARENT(err_sysctl)
 	restore_sysctls(&self->saved);
 }
 
-/* The VMAs of this process, counted as mm->map_count counts them. */
+/* The VMAs of this process, as mm->map_count counts them. */
 static int vma_count(void)
 {
-	int n = 0;
-	char *p;
-
-	if (cow_read_file("/proc/self/maps", maps_before, MAPS_MAX) < 0)
-		return -1;
-	for (p = maps_before; *p; p++)
-		n += *p == '\n';
-	/* The gate area is no VMA. */
-	if (strstr(maps_before, "[vsyscall]"))
-		n--;
-	return n;
+	return cow_vma_count(maps_before, MAPS_MAX);
 }
 
 /* vm.max_map_count at the current count: one more VMA is too many. */

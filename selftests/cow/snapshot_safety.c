@@ -91,20 +91,10 @@ static uint64_t page_flags_at(uint64_t pfn)
 #define MAPS_MAX	(256 * 1024)
 static char maps_before[MAPS_MAX], maps_after[MAPS_MAX];
 
-/* The VMAs of this process, counted as mm->map_count counts them. */
+/* The VMAs of this process, as mm->map_count counts them. */
 static int vma_count(void)
 {
-	int n = 0;
-	char *p;
-
-	if (cow_read_file("/proc/self/maps", maps_after, MAPS_MAX) < 0)
-		return -1;
-	for (p = maps_after; *p; p++)
-		n += *p == '\n';
-	/* The gate area is no VMA. */
-	if (strstr(maps_after, "[vsyscall]"))
-		n--;
-	return n;
+	return cow_vma_count(maps_after, MAPS_MAX);
 }
 
 /* The 2 MiB-aligned @n * 2 MiB inside a fresh PROT_NONE reservation. */
