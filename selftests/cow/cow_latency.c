@@ -36,11 +36,12 @@
 /* A 1 GiB clear plus a 1 GiB COW copy take ~6 s under QEMU TCG. */
 #define TEST_TIMEOUT	120
 
-enum { PTE, PMD_COPY, PMD_SPLIT, HUGETLB_2M, HUGETLB_1G, NR_CLASSES };
+enum { PTE, PMD_COPY, PMD_SPLIT, HUGETLB_2M, HUGETLB_1G, MTHP_O2, MTHP_O3, MTHP_O4, NR_CLASSES };
 enum { ALLOC, COPY, MAP, PRECOPY, TOTAL, NR_PHASES };
 
 static const char * const class_name[NR_CLASSES] = {
 	"pte", "pmd_copy", "pmd_split", "hugetlb_2m", "hugetlb_1g",
+	"mthp_o2", "mthp_o3", "mthp_o4",
 };
 
 static const char * const phase_name[NR_PHASES] = {

@@ -4,9 +4,11 @@
  * also copies the shared neighbours the next writes would copy. Checks
  * the data on both sides, the number of faults and pre-copies, where the
  * window must stop, bad sysctl values, and that a memory cgroup sees no
- * OOM kill from it. Skips on a kernel without the knobs.
+ * OOM kill from it; then the copies into large folios of the enabled anon
+ * mTHP sizes, folio by folio. Skips on a kernel without the knobs.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <linux/userfaultfd.h>
@@ -469,6 +471,725 @@ TEST_F(precopy_sysctl, limits_accepted)
 	expect_value(_metadata, COW_PRECOPY_PAGES_PATH, "0");
 	EXPECT_EQ(cow_write_file(COW_PRECOPY_ADAPT_PATH, "0"), 0);
 	expect_value(_metadata, COW_PRECOPY_ADAPT_PATH, "0");
+}
+
+/*
+ * Pre-copy into large folios: the copies go into naturally aligned folios
+ * of the anon mTHP sizes enabled (16, 32 and 64 KiB), a fault on a page
+ * whose whole block qualifies copies that block, and a window that can
+ * use large folios ends on a block boundary. The region is populated with
+ * every size "never", so that it is made of 4 KiB pages, and the size
+ * under test is enabled after fork(). Each page's folio is read through
+ * /proc/self/pagemap and /proc/kpageflags.
+ */
+#define LARGE_PAGES	1024	/* two page tables, PMD-aligned */
+#define THP_DIR		"/sys/kernel/mm/transparent_hugepage"
+#define MTHP_MAX	16
+/* Bits of /proc/kpageflags */
+#define KPF_SWAPBACKED		14
+#define KPF_COMPOUND_HEAD	15
+#define KPF_COMPOUND_TAIL	16
+#define MEMCG_MAX	(16UL << 20)	/* memory.max of the near-limit writer */
+#define LAZY_PAGES	64	/* written after MADV_FREE, or near the limit */
+
+/* The "enabled" mode of every hugepages-* size, as it was. */
+struct mthp_saved {
+	int nr;
+	char name[MTHP_MAX][32];	/* hugepages-64kB */
+	char mode[MTHP_MAX][16];	/* the one in brackets */
+};
+
+static int mthp_save(struct mthp_saved *m)
+{
+	/* Room for any d_name, so that no path is cut short. */
+	char path[sizeof(THP_DIR "/enabled") + 256], line[128], *l, *r;
+	struct dirent *de;
+	DIR *d = opendir(THP_DIR);
+	int err = 0;
+
+	if (!d)
+		return errno;
+	for (de = readdir(d); de; de = readdir(d)) {
+		if (strncmp(de->d_name, "hugepages-", 10))
+			continue;
+		snprintf(path, sizeof(path), THP_DIR "/%s/enabled", de->d_name);
+		/* hugepages-8kB has no anon "enabled": order 1 is file-only. */
+		if (access(path, F_OK))
+			continue;
+		if (m->nr == MTHP_MAX || strlen(de->d_name) >= sizeof(m->name[0])) {
+			err = E2BIG;
+			break;
+		}
+		err = cow_read_line(path, line, sizeof(line));
+		l = err ? NULL : strchr(line, '[');
+		r = l ? strchr(l, ']') : NULL;
+		if (!err && (!r || r - l - 1 >= (long)sizeof(m->mode[0])))
+			err = EINVAL;
+		if (err)
+			break;
+		*r = '\0';
+		/* Both lengths, with the NUL, were checked above. */
+		memcpy(m->name[m->nr], de->d_name, strlen(de->d_name) + 1);
+		memcpy(m->mode[m->nr], l + 1, r - l);
+		m->nr++;
+	}
+	closedir(d);
+	return err;
+}
+
+/* Set the mode of one size, "64kB"; 0 or the errno. */
+static int mthp_set(const char *size, const char *mode)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), THP_DIR "/hugepages-%s/enabled", size);
+	return cow_write_file(path, mode);
+}
+
+/* Set every size mthp_save() found to @mode, or back to what it was. */
+static int mthp_set_all(const struct mthp_saved *m, const char *mode)
+{
+	char path[128];
+	int i, err = 0;
+
+	for (i = 0; i < m->nr && !err; i++) {
+		snprintf(path, sizeof(path), THP_DIR "/%s/enabled", m->name[i]);
+		err = cow_write_file(path, mode ? mode : m->mode[i]);
+	}
+	return err;
+}
+
+/* What pagemap and kpageflags say of one page of the region. */
+struct page_snap {
+	uint64_t ent, flags;
+};
+
+/* The region, what was written to it, the counters, its pages' folios. */
+struct large_state {
+	struct cow_precopy_knobs knobs;
+	struct mthp_saved mthp;
+	bool saved;		/* knobs and mTHP modes to put back */
+	bool cgroup;		/* CGROUP_TEST to remove */
+	pid_t owner;		/* the process that mapped the region */
+	char *map, *mem;
+	size_t map_len;
+	pid_t child;		/* the holder of the shared copy */
+	int go;
+	size_t idx[LARGE_PAGES];
+	bool written[LARGE_PAGES];
+	struct cow_counts b, a;
+	struct page_snap snap[LARGE_PAGES];
+};
+
+/* Why the large-folio tests cannot run here, or NULL. */
+static const char *large_missing(void)
+{
+	if (access(COW_PRECOPY_PAGES_PATH, F_OK) ||
+	    access(COW_PRECOPY_ADAPT_PATH, F_OK))
+		return "vm.cow_precopy_* not in this kernel";
+	if (access(THP_DIR "/hugepages-16kB/enabled", W_OK) ||
+	    access(THP_DIR "/hugepages-32kB/enabled", W_OK) ||
+	    access(THP_DIR "/hugepages-64kB/enabled", W_OK))
+		return "no 16kB, 32kB and 64kB anon mTHP sizes";
+	if (access("/proc/kpageflags", R_OK))
+		return "/proc/kpageflags not readable";
+	return NULL;
+}
+
+/*
+ * Save the knobs and the mTHP modes, turn pre-copy off and every size to
+ * "never", then map LARGE_PAGES PMD-aligned pages and fill them: 4 KiB
+ * pages all. 0 or the errno.
+ */
+static int large_setup(struct large_state *s)
+{
+	size_t pmd = cow_pmd_size() ?: 2UL << 20;
+	size_t len = LARGE_PAGES * page_size();
+	int err;
+
+	s->owner = getpid();
+	err = mthp_save(&s->mthp);
+	if (err)
+		return err;
+	s->saved = true;
+	err = cow_precopy_set(&s->knobs, "0", "0");
+	if (!err)
+		err = mthp_set_all(&s->mthp, "never");
+	if (err)
+		return err;
+	s->map_len = len + pmd;
+	s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->map == MAP_FAILED)
+		return errno;
+	s->mem = (char *)(((uintptr_t)s->map + pmd - 1) & ~(pmd - 1));
+	cow_fill(s->mem, len, SEED);
+	return 0;
+}
+
+/* Put back what large_setup() changed; also after a failed setup. */
+static void large_teardown(struct large_state *s)
+{
+	if (s->saved) {
+		cow_precopy_restore(&s->knobs);
+		mthp_set_all(&s->mthp, NULL);
+	}
+	if (s->cgroup)
+		rmdir(CGROUP_TEST);
+	if (s->map && s->map != MAP_FAILED && s->owner == getpid())
+		munmap(s->map, s->map_len);
+}
+
+enum large_pattern {
+	ASCENDING,		/* 0, 1, ..., LARGE_PAGES - 1 */
+	ASCENDING_FROM_1,	/* 1, 2, ..., LARGE_PAGES - 1 */
+	DESCENDING,		/* LARGE_PAGES - 1, ..., 0 */
+	RANDOM_EIGHTH,		/* LARGE_PAGES / 8 pages, fixed seed */
+};
+
+/* The pages to write, in order, into @idx; how many. */
+static size_t large_pattern(enum large_pattern p, size_t *idx)
+{
+	bool taken[LARGE_PAGES] = { };
+	uint32_t x = 2463534242U;	/* xorshift32 */
+	size_t n = 0, i;
+
+	switch (p) {
+	case ASCENDING:
+	case ASCENDING_FROM_1:
+		for (i = p == ASCENDING ? 0 : 1; i < LARGE_PAGES; i++)
+			idx[n++] = i;
+		break;
+	case DESCENDING:
+		for (i = 0; i < LARGE_PAGES; i++)
+			idx[n++] = LARGE_PAGES - 1 - i;
+		break;
+	case RANDOM_EIGHTH:
+		/*
+		 * Distinct pages, none next to the one written just before
+		 * it: no write lands right after or right before what the
+		 * previous fault copied.
+		 */
+		while (n < LARGE_PAGES / 8) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			i = x % LARGE_PAGES;
+			if (taken[i] ||
+			    (n && (i + 1 == idx[n - 1] || i == idx[n - 1] + 1)))
+				continue;
+			taken[i] = true;
+			idx[n++] = i;
+		}
+		break;
+	}
+	return n;
+}
+
+static int large_holder_check(void *mem)
+{
+	return region_ok("child", mem, LARGE_PAGES, NULL);
+}
+
+/* Fork the child that keeps the original of every page COW-shared. */
+static void large_fork(struct __test_metadata *_metadata,
+		       struct large_state *s)
+{
+	s->child = cow_fork_waiter(large_holder_check, s->mem, &s->go);
+	ASSERT_GT(s->child, 0);
+}
+
+/* Read pagemap and kpageflags for every page of the region. */
+static void large_snapshot(struct __test_metadata *_metadata,
+			   struct large_state *s)
+{
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kpf = open("/proc/kpageflags", O_RDONLY);
+	uint64_t pfn;
+	size_t i;
+	off_t off;
+
+	ASSERT_GE(pm, 0);
+	ASSERT_GE(kpf, 0);
+	for (i = 0; i < LARGE_PAGES; i++) {
+		struct page_snap *ps = &s->snap[i];
+
+		off = ((uintptr_t)s->mem / page_size() + i) * sizeof(ps->ent);
+		ASSERT_EQ(pread(pm, &ps->ent, sizeof(ps->ent), off),
+			  sizeof(ps->ent));
+		pfn = ps->ent & PM_PFN_MASK;
+		ASSERT_TRUE(ps->ent & PM_PRESENT) TH_LOG("page %zu", i);
+		ASSERT_NE(pfn, 0) TH_LOG("page %zu: no PFN in pagemap", i);
+		ASSERT_EQ(pread(kpf, &ps->flags, sizeof(ps->flags),
+				pfn * sizeof(ps->flags)), sizeof(ps->flags));
+	}
+	close(pm);
+	close(kpf);
+}
+
+/*
+ * With the size @size ("64kB"; NULL: none) enabled and the knobs set,
+ * write one byte to each of the @n pages of s->idx, in order, between two
+ * counter readings; then take the folio snapshot while the child still
+ * holds its copy.
+ */
+static void large_write(struct __test_metadata *_metadata,
+			struct large_state *s, const char *size,
+			const char *pages, const char *adaptive, size_t n)
+{
+	struct cow_precopy_knobs unused;
+	size_t i;
+
+	if (size)
+		ASSERT_EQ(mthp_set(size, "always"), 0);
+	ASSERT_EQ(cow_precopy_set(&unused, pages, adaptive), 0);
+	cow_counts_before(&s->b, &s->a);
+	for (i = 0; i < n; i++)
+		s->mem[s->idx[i] * page_size() + OFF] = 0x5a;
+	cow_get_counts(&s->a);
+	for (i = 0; i < n; i++)
+		s->written[s->idx[i]] = true;
+	large_snapshot(_metadata, s);
+}
+
+/*
+ * The child's view of all pages, then the parent's of the first @nr (all
+ * of them but after MADV_FREE).
+ */
+static void large_finish(struct __test_metadata *_metadata,
+			 struct large_state *s, size_t nr)
+{
+	EXPECT_EQ(cow_checker_result(s->child, s->go), 0)
+		TH_LOG("the child saw a write of the parent");
+	EXPECT_EQ(region_ok("parent", s->mem, nr, s->written), 0);
+}
+
+static long large_minflt(const struct large_state *s)
+{
+	return s->a.minflt - s->b.minflt;
+}
+
+static long large_copies(const struct large_state *s)
+{
+	return s->a.cow_copy - s->b.cow_copy;
+}
+
+static long large_precopied(const struct large_state *s)
+{
+	return s->a.precopy - s->b.precopy;
+}
+
+static long large_failed(const struct large_state *s)
+{
+	return s->a.precopy_fail - s->b.precopy_fail;
+}
+
+/*
+ * Check the snapshot: a written page is the parent's alone, in a folio of
+ * 2^@order pages naturally aligned (pages [@lo, @hi) in 4 KiB folios
+ * whatever @order), whose pages are physically contiguous; an unwritten
+ * one is still the 4 KiB page shared with the child. The heads seen, or
+ * -1 after reporting the first page that differs.
+ */
+static long large_folios(const struct large_state *s, int order, size_t lo,
+			 size_t hi)
+{
+	size_t ppf = 1UL << order, i, k;
+	uint64_t head_pfn = 0, pfn;
+	bool head, tail, excl;
+	long heads = 0;
+	const char *bad;
+
+	for (i = 0; i < LARGE_PAGES; i++) {
+		pfn = s->snap[i].ent & PM_PFN_MASK;
+		head = s->snap[i].flags & (1ULL << KPF_COMPOUND_HEAD);
+		tail = s->snap[i].flags & (1ULL << KPF_COMPOUND_TAIL);
+		excl = s->snap[i].ent & PM_MMAP_EXCLUSIVE;
+		k = i % ppf;
+		bad = NULL;
+		if (!s->written[i])
+			bad = excl || head || tail ? "not a shared 4 KiB page" : NULL;
+		else if (!excl)
+			bad = "written but not exclusive";
+		else if (!order || (i >= lo && i < hi))
+			bad = head || tail ? "in a large folio" : NULL;
+		else if (!k)
+			bad = !head || tail ? "not a folio head" : NULL;
+		else if (!tail || head)
+			bad = "not a folio tail";
+		else if (pfn != head_pfn + k)
+			bad = "not contiguous with its head";
+		if (bad) {
+			ksft_print_msg("page %zu (pfn %#llx, kpageflags %#llx): %s\n",
+				       i, (unsigned long long)pfn,
+				       (unsigned long long)s->snap[i].flags, bad);
+			return -1;
+		}
+		if (head) {
+			head_pfn = pfn;
+			heads++;
+		}
+	}
+	return heads;
+}
+
+/*
+ * One write pattern with one size enabled: the exact faults (minor faults
+ * and cow_copy), pre-copied pages, and every page's folio.
+ */
+FIXTURE(precopy_large) {
+	struct large_state s;
+};
+
+FIXTURE_VARIANT(precopy_large) {
+	const char *pages, *adaptive;
+	const char *size;		/* the mTHP size enabled, NULL: none */
+	enum large_pattern pattern;
+	long faults, precopied;
+	int order;			/* of the written pages' folios */
+	size_t small_lo, small_hi;	/* pages in 4 KiB folios even so */
+	long heads;
+};
+
+/*
+ * Fixed window W, ascending from page 0: each fault copies itself and W
+ * pages above it. With W + 1 = 16 the fault's 64 KiB block is the whole
+ * window (64 KiB: one folio; 32 or 16 KiB: the fault's block, then the
+ * rest in folios of that size); order 0 without a size.
+ */
+FIXTURE_VARIANT_ADD(precopy_large, fixed15_none) {
+	.pages = "15", .adaptive = "0", .size = NULL, .pattern = ASCENDING,
+	.faults = LARGE_PAGES / 16, .precopied = LARGE_PAGES / 16 * 15,
+	.order = 0, .heads = 0,
+};
+
+FIXTURE_VARIANT_ADD(precopy_large, fixed15_16k) {
+	.pages = "15", .adaptive = "0", .size = "16kB", .pattern = ASCENDING,
+	.faults = LARGE_PAGES / 16, .precopied = LARGE_PAGES / 16 * 15,
+	.order = 2, .heads = LARGE_PAGES / 4,
+};
+
+FIXTURE_VARIANT_ADD(precopy_large, fixed15_32k) {
+	.pages = "15", .adaptive = "0", .size = "32kB", .pattern = ASCENDING,
+	.faults = LARGE_PAGES / 16, .precopied = LARGE_PAGES / 16 * 15,
+	.order = 3, .heads = LARGE_PAGES / 8,
+};
+
+FIXTURE_VARIANT_ADD(precopy_large, fixed15_64k) {
+	.pages = "15", .adaptive = "0", .size = "64kB", .pattern = ASCENDING,
+	.faults = LARGE_PAGES / 16, .precopied = LARGE_PAGES / 16 * 15,
+	.order = 4, .heads = LARGE_PAGES / 16,
+};
+
+/* W = 31: the fault's block, then the next block in one more folio. */
+FIXTURE_VARIANT_ADD(precopy_large, fixed31_64k) {
+	.pages = "31", .adaptive = "0", .size = "64kB", .pattern = ASCENDING,
+	.faults = LARGE_PAGES / 32, .precopied = LARGE_PAGES / 32 * 31,
+	.order = 4, .heads = LARGE_PAGES / 16,
+};
+
+/* W = 7: no 64 KiB block fits in 8 pages, so 4 KiB pages as before. */
+FIXTURE_VARIANT_ADD(precopy_large, fixed7_64k_too_small) {
+	.pages = "7", .adaptive = "0", .size = "64kB", .pattern = ASCENDING,
+	.faults = LARGE_PAGES / 8, .precopied = LARGE_PAGES / 8 * 7,
+	.order = 0, .heads = 0,
+};
+
+/*
+ * From page 1: page 1's window, 1-16, is cut back to the block boundary
+ * at 16, so it copies 2-15 in 4 KiB pages and the stream's next fault,
+ * at 16, copies a whole block, as do all after it: 1 + 63 faults, 14 +
+ * 63 * 15 pre-copied. Page 0 stays shared.
+ */
+FIXTURE_VARIANT_ADD(precopy_large, fixed15_64k_from_page_1) {
+	.pages = "15", .adaptive = "0", .size = "64kB",
+	.pattern = ASCENDING_FROM_1,
+	.faults = 1 + 63, .precopied = 14 + 63 * 15,
+	.order = 4, .small_lo = 0, .small_hi = 16, .heads = 63,
+};
+
+/* A fixed window only looks upwards, at pages already copied. */
+FIXTURE_VARIANT_ADD(precopy_large, fixed15_64k_descending) {
+	.pages = "15", .adaptive = "0", .size = "64kB", .pattern = DESCENDING,
+	.faults = LARGE_PAGES, .precopied = 0, .order = 0, .heads = 0,
+};
+
+/*
+ * The adaptive ramp, ascending from page 0, W = 0 (limit 16): page 0
+ * faults with window 0; 1 gets window 1 (pre-copies 2); 3 gets 2 (4, 5);
+ * 6 gets 4 (7-10); 11 gets 8, cut back to the block boundary at 16
+ * (12-15). None of those windows holds the fault's 64 KiB block, so pages
+ * 0-15 are 4 KiB ones. From 16 on the window of 16 is the fault's block:
+ * one fault and one folio per block. 5 + 63 faults, 1 + 2 + 4 + 4 + 63 *
+ * 15 pre-copied.
+ */
+FIXTURE_VARIANT_ADD(precopy_large, adaptive_64k) {
+	.pages = "0", .adaptive = "1", .size = "64kB", .pattern = ASCENDING,
+	.faults = 5 + 63, .precopied = 1 + 2 + 4 + 4 + 63 * 15,
+	.order = 4, .small_lo = 0, .small_hi = 16, .heads = 63,
+};
+
+/*
+ * The same ramp downwards from page 1023: 1023 (window 0), 1022 (1: 1021),
+ * 1020 (2: 1019, 1018), 1017 (4: 1016-1013), 1012 (8, cut back to the
+ * block boundary at 1008: 1011-1008), then from 1007 on the block below
+ * each fault, 1007 in [992, 1008) and so on down to 15 in [0, 16).
+ */
+FIXTURE_VARIANT_ADD(precopy_large, adaptive_64k_descending) {
+	.pages = "0", .adaptive = "1", .size = "64kB", .pattern = DESCENDING,
+	.faults = 5 + 63, .precopied = 1 + 2 + 4 + 4 + 63 * 15,
+	.order = 4, .small_lo = LARGE_PAGES - 16, .small_hi = LARGE_PAGES,
+	.heads = 63,
+};
+
+/*
+ * W = 31: the ramp as above up to 16, whose window (16 by then) is its
+ * block; from 32 on the window of 31 is the fault's block and the next:
+ * 6 + 31 faults (0, 1, 3, 6, 11, 16, 32, 64, ..., 992), 1 + 2 + 4 + 4 +
+ * 15 + 31 * 31 pre-copied.
+ */
+FIXTURE_VARIANT_ADD(precopy_large, adaptive31_64k) {
+	.pages = "31", .adaptive = "1", .size = "64kB", .pattern = ASCENDING,
+	.faults = 6 + 31, .precopied = 1 + 2 + 4 + 4 + 15 + 31 * 31,
+	.order = 4, .small_lo = 0, .small_hi = 16, .heads = 63,
+};
+
+/*
+ * 16 KiB: 0 (window 0), 1 (1: 2), 3 (2: 4, 5, no block fits), 6 (4, cut
+ * back to the boundary at 8: 7), 8 (8: its block 8-11, then 12-15), then
+ * from 16 on its block and three more: 5 + 63 faults, 1 + 2 + 1 + 7 + 63
+ * * 15 pre-copied, pages 0-7 in 4 KiB folios.
+ */
+FIXTURE_VARIANT_ADD(precopy_large, adaptive_16k) {
+	.pages = "0", .adaptive = "1", .size = "16kB", .pattern = ASCENDING,
+	.faults = 5 + 63, .precopied = 1 + 2 + 1 + 7 + 63 * 15,
+	.order = 2, .small_lo = 0, .small_hi = 8, .heads = (LARGE_PAGES - 8) / 4,
+};
+
+/* Scattered writes: the window never opens, nothing is pre-copied. */
+FIXTURE_VARIANT_ADD(precopy_large, adaptive_64k_random) {
+	.pages = "0", .adaptive = "1", .size = "64kB",
+	.pattern = RANDOM_EIGHTH,
+	.faults = LARGE_PAGES / 8, .precopied = 0, .order = 0, .heads = 0,
+};
+
+FIXTURE_SETUP(precopy_large)
+{
+	const char *why = large_missing();
+	int err;
+
+	if (why)
+		SKIP(return, "%s", why);
+	err = large_setup(&self->s);
+	if (err)
+		large_teardown(&self->s);
+	ASSERT_EQ(err, 0) TH_LOG("setup: %s", strerror(err));
+}
+
+FIXTURE_TEARDOWN_PARENT(precopy_large)
+{
+	large_teardown(&self->s);
+}
+
+TEST_F(precopy_large, folios_and_counts)
+{
+	struct large_state *s = &self->s;
+	size_t n = large_pattern(variant->pattern, s->idx);
+
+	large_fork(_metadata, s);
+	large_write(_metadata, s, variant->size, variant->pages,
+		    variant->adaptive, n);
+	EXPECT_EQ(large_minflt(s), variant->faults);
+	EXPECT_EQ(large_copies(s), variant->faults);
+	EXPECT_EQ(large_precopied(s), variant->precopied);
+	EXPECT_EQ(large_failed(s), 0);
+	EXPECT_EQ(large_folios(s, variant->order, variant->small_lo,
+			       variant->small_hi), variant->heads);
+	large_finish(_metadata, s, LARGE_PAGES);
+}
+
+/* Single behaviours of pre-copy with 64 KiB folios enabled. */
+FIXTURE(precopy_mthp) {
+	struct large_state s;
+};
+
+FIXTURE_SETUP(precopy_mthp)
+{
+	const char *why = large_missing();
+	int err;
+
+	if (why)
+		SKIP(return, "%s", why);
+	err = large_setup(&self->s);
+	if (err)
+		large_teardown(&self->s);
+	ASSERT_EQ(err, 0) TH_LOG("setup: %s", strerror(err));
+}
+
+FIXTURE_TEARDOWN_PARENT(precopy_mthp)
+{
+	large_teardown(&self->s);
+}
+
+/* MADV_NOHUGEPAGE: 4 KiB copies only, the counts of order 0. */
+TEST_F(precopy_mthp, nohugepage_vma_uses_small_pages)
+{
+	struct large_state *s = &self->s;
+	size_t n = large_pattern(ASCENDING, s->idx);
+
+	ASSERT_EQ(madvise(s->mem, LARGE_PAGES * page_size(), MADV_NOHUGEPAGE),
+		  0);
+	large_fork(_metadata, s);
+	large_write(_metadata, s, "64kB", "15", "0", n);
+	EXPECT_EQ(large_minflt(s), LARGE_PAGES / 16);
+	EXPECT_EQ(large_copies(s), LARGE_PAGES / 16);
+	EXPECT_EQ(large_precopied(s), LARGE_PAGES / 16 * 15);
+	EXPECT_EQ(large_failed(s), 0);
+	EXPECT_EQ(large_folios(s, 0, 0, 0), 0);
+	large_finish(_metadata, s, LARGE_PAGES);
+}
+
+/* How many of the first @nr pages are swap-backed, -1 on error. */
+static long swapbacked_pages(const char *mem, size_t nr)
+{
+	int kpf = open("/proc/kpageflags", O_RDONLY);
+	uint64_t flags;
+	long n = 0;
+	size_t i;
+
+	if (kpf < 0)
+		return -1;
+	for (i = 0; i < nr && n >= 0; i++) {
+		uint64_t pfn = cow_pagemap(mem + i * page_size()) & PM_PFN_MASK;
+
+		if (!pfn || pread(kpf, &flags, sizeof(flags),
+				  pfn * sizeof(flags)) != sizeof(flags))
+			n = -1;
+		else if (flags & (1ULL << KPF_SWAPBACKED))
+			n++;
+	}
+	close(kpf);
+	return n;
+}
+
+/*
+ * Lazily freed pages (MADV_FREE in the parent after fork) are not
+ * pre-copied, in a block or page by page; the written pages are copied
+ * by their own faults. The parent's pages not written may read as zero
+ * or as before: only the written ones, and the child's view, are checked.
+ */
+TEST_F(precopy_mthp, lazyfree_not_precopied)
+{
+	struct large_state *s = &self->s;
+	size_t i;
+
+	for (i = 0; i < LAZY_PAGES; i++)
+		s->idx[i] = i;
+	large_fork(_metadata, s);
+	ASSERT_EQ(madvise(s->mem, LARGE_PAGES * page_size(), MADV_FREE), 0);
+	/* The premise: the pages and their windows are lazily freed now. */
+	ASSERT_EQ(swapbacked_pages(s->mem, LAZY_PAGES + 16), 0);
+	large_write(_metadata, s, "64kB", "15", "0", LAZY_PAGES);
+	EXPECT_EQ(large_minflt(s), LAZY_PAGES);
+	EXPECT_EQ(large_copies(s), LAZY_PAGES);
+	EXPECT_EQ(large_precopied(s), 0);
+	EXPECT_EQ(large_folios(s, 0, 0, 0), 0);
+	large_finish(_metadata, s, LAZY_PAGES);
+}
+
+/* What the near-limit writer saw, in memory shared with the test. */
+struct memcg_result {
+	struct cow_counts b, a;
+	unsigned long usage;	/* memory.current before its writes */
+};
+
+/*
+ * In CGROUP_TEST, fill memory up to half a MiB into the last eighth of
+ * MEMCG_MAX, then write the first LAZY_PAGES pages of the region; the
+ * exit code says whether they read right.
+ */
+static int memcg_writer(char *mem, struct memcg_result *res)
+{
+	static bool written[LAZY_PAGES];
+	size_t want = MEMCG_MAX - MEMCG_MAX / 8 + (512UL << 10), fill, i;
+	unsigned long cur;
+	char *filler;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (cow_write_file(CGROUP_TEST "/cgroup.procs", "0"))
+		return 3;
+	cur = cow_read_ulong(CGROUP_TEST "/memory.current");
+	if (cur >= want)
+		return 4;
+	fill = want - cur;
+	filler = mmap(NULL, fill, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (filler == MAP_FAILED || madvise(filler, fill, MADV_NOHUGEPAGE))
+		return 5;
+	for (i = 0; i < fill; i += page_size())
+		filler[i] = 1;
+	res->usage = cow_read_ulong(CGROUP_TEST "/memory.current");
+	cow_counts_before(&res->b, &res->a);
+	for (i = 0; i < LAZY_PAGES; i++)
+		mem[i * page_size() + OFF] = 0x5a;
+	cow_get_counts(&res->a);
+	for (i = 0; i < LAZY_PAGES; i++)
+		written[i] = true;
+	return region_ok("writer", mem, LAZY_PAGES, written) ? 6 : 0;
+}
+
+/*
+ * A memory cgroup within an eighth of memory.max: no pre-copy, not even
+ * of a 64 KiB block, and no OOM kill; every write copies its own page.
+ */
+TEST_F(precopy_mthp, memcg_near_limit_no_large_precopy)
+{
+	struct cow_precopy_knobs unused;
+	struct memcg_result *res;
+	char controllers[256] = "", max[32];
+	int status;
+	pid_t pid;
+
+	if (cow_read_line(CGROUP_ROOT "/cgroup.controllers", controllers,
+			  sizeof(controllers)) || !strstr(controllers, "memory"))
+		SKIP(return, "no cgroup v2 memory controller");
+	ASSERT_EQ(cow_write_file(CGROUP_ROOT "/cgroup.subtree_control",
+				 "+memory"), 0);
+	ASSERT_TRUE(!mkdir(CGROUP_TEST, 0755) || errno == EEXIST);
+	self->s.cgroup = true;
+	snprintf(max, sizeof(max), "%lu", MEMCG_MAX);
+	ASSERT_EQ(cow_write_file(CGROUP_TEST "/memory.max", max), 0);
+	/* Without swap nothing the writer has can be reclaimed. */
+	cow_write_file(CGROUP_TEST "/memory.swap.max", "0");
+	ASSERT_EQ(mthp_set("64kB", "always"), 0);
+	ASSERT_EQ(cow_precopy_set(&unused, "15", "0"), 0);
+	res = mmap(NULL, sizeof(*res), PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(res, MAP_FAILED);
+	/* The writer's region is COW-shared with this process. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(memcg_writer(self->s.mem, res));
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		TH_LOG("writer: %s %d", WIFSIGNALED(status) ? "signal" : "exit",
+		       WIFSIGNALED(status) ? WTERMSIG(status) :
+		       WEXITSTATUS(status));
+	EXPECT_EQ(oom_kills(), 0);
+	/* The premise: not even one page fit outside the last eighth. */
+	ASSERT_GE(res->usage, MEMCG_MAX - MEMCG_MAX / 8);
+	EXPECT_EQ(res->a.minflt - res->b.minflt, LAZY_PAGES);
+	EXPECT_EQ(res->a.cow_copy - res->b.cow_copy, LAZY_PAGES);
+	EXPECT_EQ(res->a.precopy - res->b.precopy, 0);
+	/* Every fault tried and was refused. */
+	EXPECT_GE(res->a.precopy_fail - res->b.precopy_fail, LAZY_PAGES)
+		TH_LOG("cow_precopy_fail +%llu",
+		       res->a.precopy_fail - res->b.precopy_fail);
+	ksft_print_msg("near limit: cow_precopy_fail +%llu for %d faults\n",
+		       res->a.precopy_fail - res->b.precopy_fail, LAZY_PAGES);
+	EXPECT_EQ(region_ok("parent", self->s.mem, LARGE_PAGES, NULL), 0);
+	munmap(res, sizeof(*res));
 }
 
 TEST_HARNESS_MAIN
