@@ -22,10 +22,21 @@ trace_workload() {
 }
 
 # trace_legend: the class numbers the histogram shows, from the event's
-# print format ({ 0, "pte" }, ...).
+# print format ({ 0, "pte" }, ...; an enum name that tracefs did not
+# resolve counts from 0 in the order listed, the enum's order).
 trace_legend() {
-	echo "class: $(sed -n 's/.*__print_symbolic(REC->class, //p' "$COW_EVENT/format" |
-		sed 's/), REC->size.*//; s/[{}"]//g; s/ *, */=/g; s/= */ /g')"
+	sed -n 's/.*__print_symbolic(REC->class, //p' "$COW_EVENT/format" |
+		awk -F'[{}]' '{
+			for (i = 2; i <= NF; i += 2) {
+				split($i, kv, ",")
+				k = kv[1]; v = kv[2]
+				gsub(/[ "]/, "", k); gsub(/[ "]/, "", v)
+				if (k !~ /^[0-9]+$/) k = n + 0
+				n++
+				out = out " " k "=" v
+			}
+			print "class:" out
+		}'
 }
 
 job_trace() {
@@ -67,7 +78,7 @@ job_trace() {
 		for (k in n) print k, n[k]
 		print "# total events:", tot + 0
 	}' $TRACE/trace | sort -k1,1 -k2,2n |
-		awk '/^#/ { print; next } { printf "class: %-10s total_ns ~ %10d: %d\n", $1, $2, $3 }'
+		awk '/^#/ { print; next } { printf "class: %-10s total_ns in [%d, %d): %d\n", $1, $2, $2 * 2, $3 }'
 	: >$TRACE/trace
 	return 0
 }

@@ -50,8 +50,10 @@ if [ "${NO_BOOT:-0}" = 1 ]; then
 	[ -f "$res" ] || die "NO_BOOT=1: no results $res"
 	grep -q "^cowlab-done job=$job " "$res" || finished=no
 else
+	rm -f "$res" "$log" "$tap" "$dir/verdict"
 	"$here/qemu-run.sh" "$kernel" "$initrd" "$job" "$dir" || finished=no
 fi
+[ -f "$res" ] || die "job '$job' did not boot (the error above)"
 grc=$(tr -d '\r' <"$res" | sed -n "s/^cowlab-done job=$job rc=\([0-9]*\).*/\1/p" | tail -n 1)
 is_tap=no
 grep -q '^TAP version' "$res" && is_tap=yes
