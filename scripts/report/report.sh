@@ -48,7 +48,7 @@ smoke_label() {
 	echo "| item | value |"
 	echo "| --- | --- |"
 	# The facts: the KEY=VALUE lines the job starts with.
-	tr -d '\r' <"$series/results.out" | awk '!/^[a-z0-9_]+=/ { exit } { print }' |
+	tr -d '\r' <"$series/results.out" | awk '!/^[A-Za-z0-9_]+=/ { exit } { print }' |
 		while IFS='=' read -r key value; do
 			label=$(smoke_label "$key")
 			[ -z "$label" ] || echo "| $label | $value |"
