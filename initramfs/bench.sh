@@ -18,18 +18,21 @@ PAGE_SIZE_PLAN='4k 2048 0 4 -
 thp 16 0 2048 cow_thp_mode=split
 thpcopy 16 0 2048 cow_thp_mode=copy
 hugetlb2m 4 2048 2048 -
-hugetlb1g 1 1048576 1048576 -'
+hugetlb1g 1 1048576 1048576 -
+mthp64 256 0 64 cow_mthp_mode=split
+mthp64copy 256 0 64 cow_mthp_mode=copy'
 # D, THP modes: one knob setting a line, over THP_MODES_REGIONS 2 MiB THPs.
 THP_MODES_REGIONS=64
 THP_MODES_SETTINGS='cow_thp_mode=split
 cow_thp_mode=copy
 cow_thp_mode=split cow_precopy_pages=15
 cow_thp_mode=split cow_precopy_pages=15 cow_precopy_adaptive=1'
-# C, pre-copy: write patterns x windows (aN: adaptive, max N) over
-# PRECOPY_PAGES COW-shared pages, and PRECOPY_MEMCPY_REPS plain 4 KiB copies.
+# C, pre-copy: write patterns x windows (aN: adaptive, max N; W:SIZE: into
+# folios of that mTHP size) over PRECOPY_PAGES COW-shared pages, and
+# PRECOPY_MEMCPY_REPS plain 4 KiB copies.
 PRECOPY_PAGES=16384
 PRECOPY_WORKLOADS="seq random stride2 desc"
-PRECOPY_WINDOWS="0 1 3 7 15 31 a31"
+PRECOPY_WINDOWS="0 1 3 7 15 31 a31 15:16kB 15:64kB 31:64kB a31:64kB"
 PRECOPY_MEMCPY_REPS=1000
 # E, snapshot cost: region sizes (MiB) x backings.
 SNAPSHOT_SIZES="1 16 256 1024"
@@ -133,12 +136,15 @@ bench_precopy() {
 	echo "r table=C $($BENCH memcpy - $PRECOPY_MEMCPY_REPS)"
 	for wl in $PRECOPY_WORKLOADS; do
 		for win in $PRECOPY_WINDOWS; do
-			case $win in
-			a*) knobs="cow_precopy_pages=${win#a} cow_precopy_adaptive=1" ;;
-			*) knobs="cow_precopy_pages=$win" ;;
+			w=${win%%:*} mthp=""
+			[ "$w" = "$win" ] || mthp=${win#*:}
+			case $w in
+			a*) knobs="cow_precopy_pages=${w#a} cow_precopy_adaptive=1" ;;
+			*) knobs="cow_precopy_pages=$w" ;;
 			esac
 			set_knobs "$knobs" >/dev/null
-			echo "r table=C window=$win $($BENCH precopy "$wl" $PRECOPY_PAGES)"
+			# shellcheck disable=SC2086 # no MTHP_SIZE: no argument
+			echo "r table=C window=$win $($BENCH precopy "$wl" $PRECOPY_PAGES $mthp)"
 		done
 	done
 	knobs_reset

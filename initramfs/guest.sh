@@ -42,7 +42,8 @@ setup_memory() {
 	# The THP and KSM switches as set up, for knobs_reset (the fuzz
 	# program writes them; a killed one cannot put them back).
 	SYS_DEFAULTS=""
-	for f in $thp/enabled $thp/defrag /sys/kernel/mm/ksm/run; do
+	for f in $thp/enabled $thp/defrag "$thp"/hugepages-*kB/enabled \
+		/sys/kernel/mm/ksm/run; do
 		[ -f "$f" ] || continue
 		v=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "$f")
 		[ -n "$v" ] || v=$(cat "$f")

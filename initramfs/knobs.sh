@@ -8,11 +8,12 @@ KNOB_SETTINGS='-
 cow_precopy_pages=15
 cow_precopy_adaptive=1
 cow_thp_mode=copy
+cow_mthp_mode=copy
 cow_latency_sample=1'
 
 # Every knob with its default, restored between runs.
 KNOB_DEFAULTS='cow_latency_sample=0 cow_latency_warn_ns=0 cow_precopy_pages=0
-cow_precopy_adaptive=0 cow_thp_mode=split'
+cow_precopy_adaptive=0 cow_thp_mode=split cow_mthp_mode=split'
 
 # knobs_reset: every cow knob that this kernel has back to its default.
 knobs_reset() {

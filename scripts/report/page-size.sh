@@ -24,6 +24,8 @@ label() {
 	thpcopy) echo "2 MiB THP, copied whole|2M THP copy" ;;
 	hugetlb2m) echo "2 MiB hugetlb|2M hugetlb" ;;
 	hugetlb1g) echo "1 GiB hugetlb|1G hugetlb" ;;
+	mthp64) echo "64 KiB mTHP, cow_mthp_mode=split (copies 4 KiB)|64K mTHP split" ;;
+	mthp64copy) echo "64 KiB mTHP, copied whole|64K mTHP copy" ;;
 	*) echo "$1|$1" ;;
 	esac
 }
@@ -50,6 +52,7 @@ for cls in $(values "$run" class table=B); do
 done
 echo
 echo "THP rows: vm.cow_thp_mode=split, where the kernel column is the split alone (class pmd_split; the 4 KiB copy after it is a pte event), and vm.cow_thp_mode=copy (class pmd_copy)."
+echo "mTHP rows: one write to each of 256 COW-shared 64 KiB folios; vm.cow_mthp_mode=split copies the 4 KiB written (class pte), copy copies the folio whole (class mthp_o4)."
 echo
 echo "Plot: $rel/table-b.png (log scale)."
 echo
