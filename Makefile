@@ -10,9 +10,14 @@ CPUS    ?= 2
 MEM     ?= 6144
 CONFIG  ?=
 TARGETS ?= cow
+# make kselftest: only the programs these patterns name, with these arguments.
+TESTS     ?=
+TEST_ARGS ?=
+# make qemu: this command in the guest instead of an interactive shell.
+CMD     ?=
 # A benchmark boot takes under a minute here; a hung one fails after this.
 RUN_TIMEOUT ?= 120
-export LINUX_DEB_VERSION KSRC ACCEL CPUS MEM
+export LINUX_DEB_VERSION KSRC ACCEL CPUS MEM CMD TESTS TEST_ARGS
 
 B          := build
 SRC        := $(B)/linux
@@ -25,18 +30,35 @@ OBJ        := $(B)/obj$(SUFFIX)
 STOCK_OBJ  := $(B)/obj-stock$(SUFFIX)
 GUEST      := $(B)/guest$(SUFFIX)
 BZIMAGE    := $(OBJ)/arch/x86/boot/bzImage
+STOCK_BZIMAGE = $(STOCK_OBJ)/arch/x86/boot/bzImage
 INITRD     := $(GUEST)/initramfs.cpio
 SELFTESTS_PATCH := patches/0099-selftests-cow-add-the-cow-kselftest-target.patch
+# Every guest job goes through one runner: boot, results into out/JOB/,
+# one verdict (finished, exit status, kernel splats, TAP counts).
+JOB        := scripts/guest/job.sh
+
+# make mm-suites: the upstream mm programs, and transhuge-stress bounded as
+# run_vmtests.sh bounds it (-d 20), to 512 MiB rather than all of guest
+# memory, so that one pass takes seconds under TCG.
+MM_SUITES  := cow madv_populate ksm_functional_tests mremap_test mremap_dontunmap \
+	      uffd-unit-tests gup_longterm soft-dirty pagemap_ioctl split_huge_page_test \
+	      mkdirty transhuge-stress
+THS_ARGS   ?= -d 20 512
+MM_GUEST   := $(GUEST)-mm-suites
 
 .DEFAULT_GOAL := run
 .PHONY: run check kselftest kernel initramfs qemu stock lint clean help mm-suites stress reliability \
-	deps source stock-source guest-programs selftests-patch
+	deps source stock-source guest-programs selftests-patch trace mm-suites-initramfs
 
 help:
 	@echo 'make run        build, boot, run the benchmarks, write out/report.md (default)'
-	@echo 'make check      build, boot, run kselftest cow + upstream mm/cow under every knob'
-	@echo 'make kselftest TARGETS="cow ..."   run those kselftest targets in the guest'
-	@echo 'make kernel | initramfs | qemu      the steps; qemu = interactive guest shell'
+	@echo 'make check      build, boot, run kselftest cow + upstream mm/cow under every knob (out/check/)'
+	@echo 'make kselftest TARGETS="cow ..."   run those kselftest targets in the guest (out/kselftest/)'
+	@echo '     TESTS="snapshot fork_*"   only the programs these shell patterns name'
+	@echo '     TEST_ARGS="-t NAME"       arguments for each program (harness: -t TEST, -f FIXTURE, -l)'
+	@echo 'make qemu       interactive guest shell; CMD='"'"'...'"'"': run that in the guest, stream its output, return its exit status'
+	@echo 'make trace      histogram of cow:cow_copy total_ns by class over a COW workload (out/trace/)'
+	@echo 'make kernel | initramfs         the build steps'
 	@echo 'make stock      the same kernel without the series ($(STOCK_OBJ))'
 	@echo 'make mm-suites  upstream mm selftests (ksm, uffd, gup_longterm, ...): stock vs series, knobs off/on'
 	@echo 'make stress     the stress program long: plain, fail_page_alloc, failslab (STRESS_SECONDS=60; injection needs CONFIG=debug)'
@@ -44,78 +66,89 @@ help:
 	@echo 'make lint       checkpatch --strict, shellcheck, series applies, selftests patch in sync'
 	@echo 'make selftests-patch   regenerate $(SELFTESTS_PATCH) from selftests/cow'
 	@echo 'make clean      remove build/ and out/'
-	@echo 'variables: KSRC=<6.12.y tree> ACCEL=auto|kvm|tcg|icount CPUS=2 MEM=6144 CONFIG=debug|kasan'
+	@echo 'variables: KSRC=<6.12.y tree> ACCEL=auto|kvm|tcg|icount CPUS=2 MEM=6144 CONFIG=debug|kasan TIMEOUT=1500'
+	@echo 'outputs: out/JOB$(SUFFIX)/ per guest job (console.log, results.out, results.tap, verdict), out/*.md, out/build/'
 
 deps:
-	@scripts/deps.sh
+	@scripts/build/deps.sh
 
 source: deps
-	@scripts/source.sh $(SRC) series
+	@scripts/build/source.sh $(SRC) series
 
 stock-source: deps
-	@scripts/source.sh $(STOCK_SRC) stock
+	@scripts/build/source.sh $(STOCK_SRC) stock
 
 kernel: source
-	@scripts/build-kernel.sh $(SRC) $(OBJ) $(FRAGS)
+	@scripts/build/build-kernel.sh $(SRC) $(OBJ) $(FRAGS)
 
 stock: stock-source
-	@scripts/build-kernel.sh $(STOCK_SRC) $(STOCK_OBJ) $(FRAGS)
+	@scripts/build/build-kernel.sh $(STOCK_SRC) $(STOCK_OBJ) $(FRAGS)
 
 # Guest programs: the kselftest targets, the upstream mm/cow suite (built
 # from the kernel tree, unmodified) and the benchmarks.
 guest-programs: kernel
-	@scripts/ksft-build.sh $(SRC) $(OBJ) $(GUEST)/ksft $(TARGETS)
-	@scripts/ksft-build.sh $(SRC) $(OBJ) $(GUEST)/ksft-mm mm:cow
-	@scripts/bench-build.sh $(OBJ) $(GUEST)/bench
+	@scripts/build/ksft-build.sh $(SRC) $(OBJ) $(GUEST)/ksft $(TARGETS)
+	@scripts/build/ksft-build.sh $(SRC) $(OBJ) $(GUEST)/ksft-mm mm:cow
+	@scripts/build/bench-build.sh $(OBJ) $(GUEST)/bench
 
 initramfs: guest-programs
-	@scripts/initramfs.sh $(OBJ)/usr/gen_init_cpio $(INITRD) \
+	@scripts/build/initramfs.sh $(OBJ)/usr/gen_init_cpio $(INITRD) \
 		/ksft:$(GUEST)/ksft /ksft-mm:$(GUEST)/ksft-mm /bench:$(GUEST)/bench
+
+mm-suites-initramfs: kernel
+	@scripts/build/ksft-build.sh $(SRC) $(OBJ) $(MM_GUEST)/ksft $(addprefix mm:,$(MM_SUITES))
+	@scripts/build/ksft-wrap.sh $(MM_GUEST)/ksft/mm/transhuge-stress $(THS_ARGS)
+	@scripts/build/initramfs.sh $(OBJ)/usr/gen_init_cpio $(MM_GUEST)/initramfs.cpio /ksft:$(MM_GUEST)/ksft
 
 # Benchmarks compare guest times: without working KVM they run under
 # -icount (instruction-counted time), not plain TCG.
 run: initramfs stock
-	@TIMEOUT=$(RUN_TIMEOUT) scripts/run-bench.sh $(BZIMAGE) $(STOCK_OBJ)/arch/x86/boot/bzImage $(INITRD)
-	@scripts/report.sh out/run out/run-stock out/report.md
-
-# CONFIG=debug also runs the stress program's long version (60 s).
-# Its TAP and console are also kept as out/check-CONFIG.* for make reliability.
-check: initramfs
-	@APPEND="$(if $(filter debug,$(CONFIG)),cowlab.stress=60) $(KSFT_APPEND)" scripts/check.sh $(BZIMAGE) $(INITRD); \
-	rc=$$?; for f in tap log; do [ ! -f out/check.$$f ] || cp out/check.$$f out/check-$(CFGNAME).$$f; done; \
-	exit $$rc
-
-# One table from the last check, stress and mm-suites runs (no boot).
-reliability:
-	@scripts/reliability.sh $(CFGNAME)
-
-# The wider upstream mm selftests on the stock kernel and on the series with
-# knobs off and on; writes out/mm-suites.md. Not part of make check.
-mm-suites: kernel stock
-	@scripts/mm-suites.sh $(SRC) $(OBJ) $(BZIMAGE) $(STOCK_OBJ)/arch/x86/boot/bzImage
-
-# The stress program's long run, plain and with allocation failures injected
-# (those need CONFIG=debug); STRESS_SECONDS a phase (default 60).
-stress: initramfs
-	@STRESS_CONFIG=$(CFGNAME) scripts/stress.sh $(BZIMAGE) $(INITRD)
+	@TIMEOUT=$(RUN_TIMEOUT) scripts/guest/run-bench.sh $(BZIMAGE) $(STOCK_BZIMAGE) $(INITRD) out/run$(SUFFIX)
+	@scripts/report/report.sh out/run$(SUFFIX) out/report$(SUFFIX).md
 
 # CONFIG=kasan: each program may take 900 s (the fuzz takes ~300 s there).
 KSFT_APPEND := $(if $(filter kasan,$(CONFIG)),cowlab.timeout=900)
 
+# CONFIG=debug also runs the stress program's long version (60 s). The
+# runner's self-tests (SKIP_RUNNER_TESTS=1 leaves them out) join its TAP.
+check: initramfs
+	@APPEND="$(if $(filter debug,$(CONFIG)),cowlab.stress=60) $(KSFT_APPEND)" \
+		$(JOB) check $(BZIMAGE) $(INITRD) out/check$(SUFFIX) \
+		$(if $(filter 1,$(SKIP_RUNNER_TESTS)),,scripts/guest/test-runner.sh $(BZIMAGE) $(INITRD) out/check$(SUFFIX)/runner)
+
 kselftest: initramfs
-	@APPEND="$(KSFT_APPEND)" scripts/qemu-run.sh $(BZIMAGE) $(INITRD) kselftest out/kselftest
-	@tr -d '\r' <out/kselftest.out | grep -v '^cowlab-done' >out/kselftest.tap
-	@scripts/tap-count.sh out/kselftest.tap | tee out/kselftest.summary
-	@grep -q ' 0 failed' out/kselftest.summary
+	@APPEND="$(KSFT_APPEND)" GUEST_TESTS="$$TESTS" GUEST_ARGS="$$TEST_ARGS" \
+		$(JOB) kselftest $(BZIMAGE) $(INITRD) out/kselftest$(SUFFIX)
 
 qemu: initramfs
-	@scripts/qemu-run.sh $(BZIMAGE) $(INITRD) shell out/qemu
+	@if [ -n "$$CMD" ]; then \
+		GUEST_CMD="$$CMD" STREAM=all $(JOB) cmd $(BZIMAGE) $(INITRD) out/qemu$(SUFFIX); \
+	else \
+		$(JOB) shell $(BZIMAGE) $(INITRD) out/qemu$(SUFFIX); \
+	fi
+
+trace: initramfs
+	@STREAM=all $(JOB) trace $(BZIMAGE) $(INITRD) out/trace$(SUFFIX)
+
+# The stress program's long run, plain and with allocation failures injected
+# (those need CONFIG=debug); STRESS_SECONDS a phase (default 60).
+stress: initramfs
+	@STRESS_CONFIG=$(CFGNAME) scripts/guest/stress.sh $(BZIMAGE) $(INITRD) out/stress$(SUFFIX) out/stress$(SUFFIX).md
+
+# The wider upstream mm selftests on the stock kernel and on the series with
+# knobs off and on; writes out/mm-suites.md. Not part of make check.
+mm-suites: mm-suites-initramfs stock
+	@scripts/guest/mm-suites.sh $(BZIMAGE) $(STOCK_BZIMAGE) $(MM_GUEST)/initramfs.cpio out/mm-suites out/mm-suites.md
+
+# One table from the last check, stress and mm-suites runs (no boot).
+reliability:
+	@scripts/report/reliability.sh $(CFGNAME)
 
 selftests-patch: stock-source
-	@scripts/selftests-patch.sh $(STOCK_SRC) $(SELFTESTS_PATCH)
+	@scripts/dev/selftests-patch.sh $(STOCK_SRC) $(SELFTESTS_PATCH)
 
 lint: stock-source
-	@scripts/lint.sh $(STOCK_SRC) $(SELFTESTS_PATCH)
+	@scripts/dev/lint.sh $(STOCK_SRC) $(SELFTESTS_PATCH)
 
 clean:
 	rm -rf $(B) out

@@ -53,6 +53,8 @@ struct cls {
 	size_t size;
 	int flags;
 	int advice;		/* for madvise(), 0: none */
+	/* The one anon mTHP size enabled to populate ("": none), or NULL. */
+	const char *mthp;
 };
 
 static const struct cls classes[] = {
@@ -61,7 +63,42 @@ static const struct cls classes[] = {
 	{ "thpcopy", "pmd_copy", 2UL << 20, 0, MADV_HUGEPAGE },
 	{ "hugetlb2m", "hugetlb_2m", 2UL << 20, MAP_HUGETLB | MAP_HUGE_2MB, 0 },
 	{ "hugetlb1g", "hugetlb_1g", 1UL << 30, MAP_HUGETLB | MAP_HUGE_1GB, 0 },
+	/* 64 KiB mTHPs: vm.cow_mthp_mode=split copies 4 KiB, copy all. */
+	{ "mthp64", "pte", 64UL << 10, 0, 0, "64kB" },
+	{ "mthp64copy", "mthp_o4", 64UL << 10, 0, 0, "64kB" },
+	/* 4 KiB pages in a VMA that may use mTHPs (pre-copy into them). */
+	{ "4kmthp", "pte", 4096, 0, 0, "" },
 };
+
+static int write_file(const char *path, const char *s);
+
+static const struct cls *find_class(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (!strcmp(name, classes[i].name))
+			return &classes[i];
+	return NULL;
+}
+
+/* Enable only the anon mTHP size @size ("always"), or none ("" or NULL). */
+static void mthp_only(const char *size)
+{
+	static const char * const sizes[] = {
+		"16kB", "32kB", "64kB", "128kB", "256kB", "512kB", "1024kB",
+		"2048kB",
+	};
+	char path[128];
+	size_t i;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(path, sizeof(path),
+			 "/sys/kernel/mm/transparent_hugepage/hugepages-%s/enabled",
+			 sizes[i]);
+		write_file(path, size && !strcmp(size, sizes[i]) ? "always" : "never");
+	}
+}
 
 static void die(const char *what)
 {
@@ -122,6 +159,8 @@ static char *map_regions(const struct cls *c, size_t regions, char **map,
 	/* 4 KiB means small folios, whatever mTHP sizes are enabled. */
 	if (c->advice && madvise(mem, len, c->advice))
 		die("madvise");
+	if (c->mthp)
+		mthp_only(c->mthp);
 	for (i = 0; i < len; i += 4096)
 		mem[i] = 1;
 	return mem;
@@ -518,13 +557,16 @@ static size_t workload(const char *w, size_t n, size_t *idx)
  * Table C: fill PAGES pages, fork a child that keeps them shared, write
  * one byte to each page the workload names, timing the whole loop. Done
  * PRECOPY_REPS times (each fork() shares the pages again): the time is
- * the median, the counts (the same each time) are the last run's.
+ * the median, the counts (the same each time) are the last run's. With
+ * @mthp (an mTHP size, e.g. "64kB") the pages are 4 KiB ones in a VMA
+ * that may use that size once they are shared (pre-copy into large
+ * folios), made again for each run.
  */
 #define PRECOPY_REPS	3
 
-static void do_precopy(const char *w, size_t n)
+static void do_precopy(const char *w, size_t n, const char *mthp)
 {
-	const struct cls *c = &classes[0];
+	const struct cls *c = find_class(mthp ? "4kmthp" : "4k");
 	size_t *idx = calloc(n, sizeof(*idx)), nw, map_len, i;
 	char pages[16], adaptive[16], *map, *mem;
 	uint64_t t, times[PRECOPY_REPS];
@@ -544,7 +586,13 @@ static void do_precopy(const char *w, size_t n)
 		  sizeof(adaptive));
 	mem = map_regions(c, n, &map, &map_len);
 	for (r = 0; r < PRECOPY_REPS; r++) {
+		if (mthp && r) {
+			munmap(map, map_len);
+			mem = map_regions(c, n, &map, &map_len);
+		}
 		hold_start(&h);
+		if (mthp)
+			mthp_only(mthp);
 		/*
 		 * Break COW on what the counting touches (both structs:
 		 * they may sit on different stack pages), then count.
@@ -560,8 +608,9 @@ static void do_precopy(const char *w, size_t n)
 	}
 	qsort(times, PRECOPY_REPS, sizeof(times[0]), cmp_u64);
 	t = times[PRECOPY_REPS / 2];
-	printf("mode=precopy workload=%s precopy_pages=%s precopy_adaptive=%s pages=%zu written=%zu reps=%d time_ns=%llu time_min_ns=%llu time_max_ns=%llu per_written_ns=%llu",
-	       w, pages, adaptive, n, nw, PRECOPY_REPS, (unsigned long long)t,
+	printf("mode=precopy workload=%s mthp=%s precopy_pages=%s precopy_adaptive=%s pages=%zu written=%zu reps=%d time_ns=%llu time_min_ns=%llu time_max_ns=%llu per_written_ns=%llu",
+	       w, mthp ? mthp : "none", pages, adaptive, n, nw, PRECOPY_REPS,
+	       (unsigned long long)t,
 	       (unsigned long long)times[0],
 	       (unsigned long long)times[PRECOPY_REPS - 1],
 	       (unsigned long long)(t / nw));
@@ -596,19 +645,17 @@ static void do_memcpy(size_t reps)
 
 int main(int argc, char **argv)
 {
-	const struct cls *c = NULL;
-	size_t i, regions;
+	const struct cls *c;
+	size_t regions;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: cow_fault user|trace 4k|thp|thpcopy|hugetlb2m|hugetlb1g REGIONS\n"
+	if (argc != 4 && !(argc == 5 && !strcmp(argv[1], "precopy"))) {
+		fprintf(stderr, "usage: cow_fault user|trace 4k|thp|thpcopy|hugetlb2m|hugetlb1g|mthp64|mthp64copy REGIONS\n"
 			"       cow_fault thp - REGIONS\n"
-			"       cow_fault precopy seq|desc|stride2|random PAGES\n"
+			"       cow_fault precopy seq|desc|stride2|random PAGES [MTHP_SIZE]\n"
 			"       cow_fault memcpy - N\n");
 		return 2;
 	}
-	for (i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
-		if (!strcmp(argv[2], classes[i].name))
-			c = &classes[i];
+	c = find_class(argv[2]);
 	regions = strtoul(argv[3], NULL, 0);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!strcmp(argv[1], "thp") && regions) {
@@ -616,7 +663,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "precopy") && regions) {
-		do_precopy(argv[2], regions);
+		do_precopy(argv[2], regions, argc == 5 ? argv[4] : NULL);
 		return 0;
 	}
 	if (!strcmp(argv[1], "memcpy") && regions) {

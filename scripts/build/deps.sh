@@ -3,8 +3,8 @@
 # Usage: deps.sh   (env: LINUX_DEB_VERSION = pinned linux-source-6.12 version,
 #                   KSRC = set when an existing tree replaces the package)
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 : "${LINUX_DEB_VERSION:?LINUX_DEB_VERSION is not set (the Makefile pins it)}"
 
@@ -34,8 +34,8 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-mkdir -p out
-log=out/deps.log
+mkdir -p out/build
+log=out/build/deps.log
 step "installing ${#missing[@]} Debian package(s): ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 run_logged "$log" apt-get update

@@ -8,8 +8,8 @@
 #           selftests/cow, the others from SRC), or TARGET:PROGRAM for a
 #           single program of it (e.g. mm:cow)
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 src=$(abspath "$1")
 obj=$(abspath "$2")
@@ -19,7 +19,7 @@ top=$PWD
 ksft=$src/tools/testing/selftests
 [ -f "$obj/usr/include/linux/mman.h" ] || die "no headers in $obj/usr/include: build the kernel first"
 rm -rf "$dest"
-mkdir -p "$dest" out
+mkdir -p "$dest" out/build
 
 for spec in "$@"; do
 	t=${spec%%:*}
@@ -29,7 +29,7 @@ for spec in "$@"; do
 	[ "$t" = cow ] && dir=$top/selftests/cow
 	[ -d "$dir" ] || die "no kselftest target '$t' in $ksft"
 	build=$top/build/ksft-build/$t
-	log=$top/out/ksft-$t.log
+	log=$top/out/build/ksft-$t.log
 	mkdir -p "$build" "$dest/$t"
 	step "building kselftest $spec (static)"
 	kmake() {

@@ -2,14 +2,14 @@
 # Decide ACCEL=auto: print "kvm" when a short KVM boot of this kernel really
 # reaches /init, else "tcg". /dev/kvm alone proves nothing: on nested hosts
 # it exists while a normal guest kernel hangs. The answer is cached in
-# out/accel-probe per host kernel and QEMU version.
+# out/accel-probe/verdict per host kernel and QEMU version.
 # Usage: accel-probe.sh KERNEL INITRD
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 kernel=$1 initrd=$2
-cache=out/accel-probe
+cache=out/accel-probe/verdict
 key="$(uname -r) $(qemu-system-x86_64 --version | head -n1)"
 if [ -f "$cache" ] && [ "$(sed -n 2p "$cache")" = "$key" ]; then
 	sed -n 1p "$cache"
@@ -19,15 +19,16 @@ fi
 verdict=tcg
 if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
 	step "probing KVM with a 20 s test boot" >&2
-	if ACCEL=kvm TIMEOUT=20 QUIET=1 MEM=512 CPUS=1 \
-		"$(dirname "$0")/qemu-run.sh" "$kernel" "$initrd" probe out/accel-probe-boot \
+	if ACCEL=kvm TIMEOUT=20 STREAM=none MEM=512 CPUS=1 \
+		"$(dirname "$0")/qemu-run.sh" "$kernel" "$initrd" probe out/accel-probe \
 		>/dev/null 2>&1; then
 		verdict=kvm
 	else
-		note "KVM probe boot failed (see out/accel-probe-boot.log): using TCG" >&2
+		note "KVM probe boot failed (see out/accel-probe/console.log): using TCG" >&2
 	fi
 else
 	note "no usable /dev/kvm: using TCG" >&2
 fi
+mkdir -p "$(dirname "$cache")"
 printf '%s\n%s\n' "$verdict" "$key" >"$cache"
 echo "$verdict"

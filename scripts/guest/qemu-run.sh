@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# Boot a kernel + initramfs in QEMU, run one guest job, collect its results.
-# Usage: qemu-run.sh KERNEL INITRD JOB OUTPREFIX
-#   writes OUTPREFIX.log (guest console) and OUTPREFIX.out (results channel)
+# Boot a kernel + initramfs in QEMU for one guest job (the boot layer of
+# scripts/guest/job.sh, which judges the results).
+# Usage: qemu-run.sh KERNEL INITRD JOB OUTDIR
+#   writes OUTDIR/console.log (guest console), OUTDIR/results.out (results
+#   channel), OUTDIR/qemu.log (QEMU's own output), OUTDIR/meta
 # env: ACCEL=auto|kvm|tcg|icount (auto: KVM if a probe boot works, else TCG)
 #      ACCEL_FALLBACK (what auto uses without KVM: tcg, or icount for
 #      benchmarks), CPUS (2), MEM (MiB, 6144), TIMEOUT (s, 1500),
-#      APPEND (extra cmdline),
-#      QUIET=1 (do not stream result lines)
+#      APPEND (extra cmdline), TCG_CPU (the TCG CPU model),
+#      STREAM=tap|progress|all|none: what of the results channel to print
+#      as it arrives (tap: top-level results, failing sub-tests and "p "
+#      progress lines; progress: only those; all: every line)
+# JOB=shell: an interactive shell on the console instead.
 # Exit: 0 when the guest finished its job, 1 when it crashed, hung or
 # never reached /init (the console log is named).
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
-kernel=$1 initrd=$2 job=$3 prefix=$4
+kernel=$1 initrd=$2 job=$3 dir=$4
 cpus=${CPUS:-2}
 mem=${MEM:-6144}
 timeout_s=${TIMEOUT:-1500}
 accel=${ACCEL:-auto}
-log=$prefix.log
-res=$prefix.out
+log=$dir/console.log
+res=$dir/results.out
 [ -f "$kernel" ] || die "no kernel image $kernel"
 [ -f "$initrd" ] || die "no initramfs $initrd"
-mkdir -p "$(dirname "$prefix")"
+mkdir -p "$dir"
 
 if [ "$accel" = auto ]; then
 	accel=$("$(dirname "$0")/accel-probe.sh" "$kernel" "$initrd")
@@ -38,7 +43,7 @@ args=(-nodefaults -no-user-config -machine pc -display none -no-reboot
 # Single-threaded TCG: with thread=multi a vCPU can run a stale int3 while
 # another patches a static key (text_poke_bp), an "Oops: int3" seen here,
 # and the COW instrumentation toggles static keys from a sysctl.
-tcg_cpu=qemu64,+pdpe1gb
+tcg_cpu=${TCG_CPU:-qemu64,+pdpe1gb}
 case $accel in
 kvm) args+=(-accel kvm -cpu host) ;;
 tcg) args+=(-accel "tcg,thread=single" -cpu "$tcg_cpu") ;;
@@ -66,17 +71,23 @@ rm -f "$log" "$res"
 : >"$res"
 start=$(date +%s)
 timeout -k 10 "$timeout_s" qemu-system-x86_64 "${args[@]}" -append "$cmdline" \
-	-serial "file:$log" -serial "file:$res" </dev/null >"$prefix.qemu" 2>&1 &
+	-serial "file:$log" -serial "file:$res" </dev/null >"$dir/qemu.log" 2>&1 &
 qpid=$!
-if [ "${QUIET:-0}" != 1 ]; then
-	# Stream the top-level results and failing sub-tests as they arrive.
+case ${STREAM:-tap} in
+tap) filter='s/^p /    /p; /^(ok|not ok|# not ok)/p' ;;
+progress) filter='s/^p /    /p' ;;
+all) filter='/^cowlab-done /d; p' ;;
+none) filter='' ;;
+*) die "STREAM=$STREAM: use tap, progress, all or none" ;;
+esac
+if [ -n "$filter" ]; then
 	tail -n +1 -s 1 -f --pid="$qpid" "$res" 2>/dev/null |
-		grep --line-buffered -E '^(ok|not ok|# not ok|r )' || true
+		sed -u -n -E "s/\r$//; $filter" || true
 fi
 rc=0
 wait "$qpid" || rc=$?
 el=$(($(date +%s) - start))
-echo "accel=$accel elapsed_s=$el qemu_rc=$rc" >"$prefix.meta"
+echo "accel=$accel elapsed_s=$el qemu_rc=$rc" >"$dir/meta"
 
 if grep -q "^cowlab-done job=$job " "$res" 2>/dev/null; then
 	note "guest finished job '$job' in ${el}s ($accel)"
@@ -87,7 +98,7 @@ if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 elif grep -q 'Kernel panic' "$log" 2>/dev/null; then
 	why="guest kernel panicked: $(grep -m1 'Kernel panic' "$log" | tr -d '\r')"
 elif [ "$rc" -ne 0 ]; then
-	why="QEMU failed (exit $rc): $(head -c 300 "$prefix.qemu")"
+	why="QEMU failed (exit $rc): $(head -c 300 "$dir/qemu.log")"
 else
 	why="guest stopped before finishing job '$job'"
 fi

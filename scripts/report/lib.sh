@@ -1,20 +1,21 @@
 # shellcheck shell=bash
-# Helpers for the report scripts (sourced, not run): reading the guest's
-# "r KEY=VALUE..." result lines and formatting numbers.
+# Helpers for the report scripts (sourced, not run): reading a guest job's
+# results (DIR/results.out: smoke KEY=VALUE lines and "r KEY=VALUE..."
+# result lines; DIR/meta) and formatting numbers.
 
 # Both read the file themselves and stop at the first match: an early exit
 # at the end of a pipe would be a SIGPIPE failure under pipefail.
 
-# val PREFIX KEY: a KEY=VALUE line of the smoke section.
+# val DIR KEY: a KEY=VALUE line of the smoke section.
 val() {
 	awk -v key="$2" '{ sub(/\r$/, "") }
-		index($0, key "=") == 1 { print substr($0, length(key) + 2); exit }' "$1.out"
+		index($0, key "=") == 1 { print substr($0, length(key) + 2); exit }' "$1/results.out"
 }
 
-# get PREFIX KEY COND...: KEY's value on the first "r" result line that
+# get DIR KEY COND...: KEY's value on the first "r" result line that
 # has every COND (KEY=VALUE) among its fields; empty when there is none.
 get() {
-	local f=$1.out key=$2
+	local f=$1/results.out key=$2
 	shift 2
 	awk -v key="$key" -v conds="$*" '
 		BEGIN { n = split(conds, c, " ") }
@@ -32,8 +33,29 @@ get() {
 		}' "$f"
 }
 
+# values DIR KEY COND...: every value KEY takes on the "r" lines with every
+# COND, once each, in the order the guest ran them: how a table finds the
+# grid that the guest's plan (initramfs/bench.sh) ran.
+values() {
+	local f=$1/results.out key=$2
+	shift 2
+	awk -v key="$key" -v conds="$*" '
+		BEGIN { n = split(conds, c, " ") }
+		{ sub(/\r$/, "") }
+		/^r / {
+			for (i = 1; i <= n; i++)
+				if (index(" " $0 " ", " " c[i] " ") == 0)
+					next
+			for (i = 2; i <= NF; i++)
+				if (index($i, key "=") == 1) {
+					v = substr($i, length(key) + 2)
+					if (!seen[v]++) print v
+				}
+		}' "$f"
+}
+
 mode_of() {
-	case $(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$1.meta") in
+	case $(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$1/meta") in
 	icount) echo "QEMU TCG -icount shift=0: 1 ns = 1 guest instruction" ;;
 	tcg) echo "QEMU TCG: wall-clock guest time, emulation noise included" ;;
 	kvm) echo "QEMU KVM: hardware time" ;;

@@ -4,8 +4,8 @@
 # patch matches selftests/cow.
 # Usage: lint.sh PRISTINE_SRC SELFTESTS_PATCH
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 src=$(abspath "$1")
 stpatch=$2
@@ -26,7 +26,7 @@ for p in "${series[@]}"; do
 done
 
 step "shellcheck"
-scripts=(scripts/*.sh initramfs/init initramfs/guest.sh .ci/run)
+scripts=(scripts/*.sh scripts/*/*.sh initramfs/init initramfs/*.sh .ci/run)
 shellcheck -x "${scripts[@]}" || bad "shellcheck"
 
 step "series applies to the pristine tree with zero fuzz"
@@ -52,7 +52,7 @@ done
 step "selftests patch in sync with selftests/cow"
 [ "$(tail -n 1 patches/series)" = "$(basename "$stpatch")" ] ||
 	bad "the series' last patch is not $(basename "$stpatch")"
-scripts/selftests-patch.sh "$src" "$tmp/st.patch"
+scripts/dev/selftests-patch.sh "$src" "$tmp/st.patch"
 if ! diff -u "$stpatch" "$tmp/st.patch" >"$tmp/st.diff"; then
 	bad "$stpatch is stale: run 'make selftests-patch'"
 	head -n 40 "$tmp/st.diff" | sed 's/^/    /'

@@ -7,15 +7,15 @@
 # env: LINUX_DEB_VERSION (pinned package), KSRC (an existing 6.12.y tree to
 #      copy instead of the package; it is never modified)
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 dest=$1
 mode=$2
 top=$PWD
 tarball=/usr/src/linux-source-6.12.tar.xz
-mkdir -p out build
-log=$top/out/source-$(basename "$dest").log
+mkdir -p out/build build
+log=$top/out/build/source-$(basename "$dest").log
 
 if [ -n "${KSRC:-}" ]; then
 	[ -f "$KSRC/Makefile" ] || die "KSRC=$KSRC is not a kernel tree"
@@ -33,7 +33,7 @@ if [ ! -f "$dest/.cowlab-base" ] || [ "$(cat "$dest/.cowlab-base")" != "$base" ]
 		run_logged "$log" rsync -a --exclude=.git --exclude=.pc \
 			--exclude='*.o' --exclude='*.cmd' "$KSRC/" "$dest.tmp/"
 	else
-		[ -f "$tarball" ] || die "$tarball missing: run scripts/deps.sh"
+		[ -f "$tarball" ] || die "$tarball missing: run scripts/build/deps.sh"
 		step "unpacking linux-source-6.12 $LINUX_DEB_VERSION to $dest"
 		run_logged "$log" tar -xJf "$tarball" -C "$dest.tmp" --strip-components=1
 	fi
@@ -49,7 +49,7 @@ fi
 # so 'quilt refresh' in the tree edits the repo's patch files directly.
 ln -sfn "$top/patches" "$dest/patches"
 cd "$dest"
-quilt() { command quilt --quiltrc "$top/scripts/quiltrc" "$@"; }
+quilt() { command quilt --quiltrc "$top/scripts/build/quiltrc" "$@"; }
 # .cowlab-series records "PATCH MD5" for each applied patch. When a patch
 # changed, unwind only down to it, so that files of unchanged patches keep
 # their timestamps and kbuild rebuilds little.

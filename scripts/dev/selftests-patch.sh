@@ -2,13 +2,13 @@
 # Generate the series' last patch from selftests/cow/ (the source of truth):
 # it adds tools/testing/selftests/cow/, the "cow" TARGETS entry and the
 # directory's MAINTAINERS line (under MEMORY MANAGEMENT, beside mm/).
-# The commit message is scripts/selftests-patch.msg.
+# The commit message is scripts/dev/selftests-patch.msg.
 # Usage: selftests-patch.sh BASE_TREE OUT.patch
 #   BASE_TREE  the pristine kernel tree (its selftests Makefile and
 #              MAINTAINERS are the patch's base)
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 base=$1 out=$2
 top=$PWD
@@ -49,6 +49,6 @@ git -C "$top/selftests/cow" ls-files --cached --others --exclude-standard |
 		cp "$top/selftests/cow/$f" "$tmp/tools/testing/selftests/cow/$f"
 	done
 g add -A
-g commit -q -F "$top/scripts/selftests-patch.msg"
+g commit -q -F "$top/scripts/dev/selftests-patch.msg"
 g format-patch -q -1 --zero-commit --no-signature --stdout HEAD >"$out.tmp"
 mv "$out.tmp" "$out"

@@ -2,19 +2,21 @@
 # make reliability: one table of what the reliability runs found, from
 # their outputs already in out/ (no boot): the kselftest cow programs and
 # upstream mm/cow under every knob setting from the last
-# `make check CONFIG=NAME` (out/check-NAME.{tap,log}), the stress phases
-# from `make stress` (out/stress.md) and the upstream mm suites, stock vs
-# the series (out/mm-suites.md).
+# `make check CONFIG=NAME` (out/check-NAME/, out/check/ for the default
+# config), the stress phases from `make stress` (out/stress-NAME.md) and
+# the upstream mm suites, stock vs the series (out/mm-suites.md).
 # Usage: reliability.sh CONFIG_NAME
 # Writes out/reliability.md; says which inputs are missing.
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 cfg=$1
-here=$(dirname "$0")
-tap=out/check-$cfg.tap
-log=out/check-$cfg.log
+sfx=-$cfg
+[ "$cfg" = default ] && sfx=""
+tap=out/check$sfx/results.tap
+log=out/check$sfx/console.log
+stress=out/stress$sfx.md
 report=out/reliability.md
 
 {
@@ -47,22 +49,23 @@ report=out/reliability.md
 				t = ""; s = ""
 			}' "$tap"
 		echo
-		if "$here/splat-scan.sh" "$log" >/dev/null 2>&1; then
+		n=$(sed -n 's/^splats=//p' "out/check$sfx/verdict")
+		if [ "$n" = 0 ]; then
 			echo "Kernel splats in $log: none."
 		else
-			echo "Kernel splats in $log: **$("$here/splat-scan.sh" "$log" | wc -l) line(s)**."
+			echo "Kernel splats in $log: **${n:-unknown} line(s)**."
 		fi
 		echo "Totals: $(grep -a -E '^(ok|not ok) [0-9]+ (cow|mm): ' "$tap" | grep -c '^ok') of $(grep -a -c -E '^(ok|not ok) [0-9]+ (cow|mm): ' "$tap") programs passed."
 	else
 		echo "Not run: no $tap (run \`make check CONFIG=$cfg\`)."
 	fi
 	echo
-	if [ -f out/stress.md ]; then
-		sed 's/^## Stress: /## make stress: /' out/stress.md
+	if [ -f "$stress" ]; then
+		sed 's/^## Stress: /## make stress: /' "$stress"
 	else
 		echo "## make stress"
 		echo
-		echo "Not run: no out/stress.md (run \`make stress CONFIG=$cfg\`)."
+		echo "Not run: no $stress (run \`make stress CONFIG=$cfg\`)."
 	fi
 	echo
 	if [ -f out/mm-suites.md ]; then

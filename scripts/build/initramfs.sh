@@ -4,14 +4,14 @@
 #   GEN_INIT_CPIO  usr/gen_init_cpio from a kernel build
 #   GUESTDIR:STAGEDIR  copy the host tree STAGEDIR to GUESTDIR in the guest
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 gen=$1 out=$2
 shift 2
 [ -x "$gen" ] || die "$gen missing: build the kernel first"
 export COWLAB_TOP=$PWD
-BUSYBOX=$(command -v busybox) || die "busybox missing: run scripts/deps.sh"
+BUSYBOX=$(command -v busybox) || die "busybox missing: run scripts/build/deps.sh"
 export BUSYBOX
 
 list=$out.list

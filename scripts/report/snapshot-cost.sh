@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Table E of the report: cow_snapshot() of a range against fork() and
-# mmap + memcpy of it, from the guest's "r table=E" lines.
-# Usage: report-e.sh PREFIX OUTDIR
-#   PREFIX  qemu-run.sh output prefix of the bench job (PREFIX.out, .meta)
-# Prints the table (markdown); writes OUTDIR/table-e.dat and table-e.png.
+# Table E of the report, snapshot cost: cow_snapshot() of a range against
+# fork() and mmap + memcpy of it, from the guest's "r table=E" lines (the
+# sizes and backings the guest ran).
+# Usage: snapshot-cost.sh RUNDIR REL
+#   RUNDIR  make run's folder (RUNDIR/bench: the whole suite's job)
+#   REL     RUNDIR as the report names it, for its plot
+# Prints the table (markdown); writes RUNDIR/table-e.dat and table-e.png.
 set -euo pipefail
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-# shellcheck source=report-lib.sh
-. "$(dirname "$0")/report-lib.sh"
 
-run=$1 outdir=$2
+rundir=$1 rel=$2
+run=$rundir/bench outdir=$rundir
 kernel=$(val "$run" kernel)
 mode=$(mode_of "$run")
 dat=$outdir/table-e.dat
-sizes="1 16 256 1024"
-backings="4k thp"
+sizes=$(values "$run" size_mib table=E)
+backings=$(values "$run" backing table=E)
 
 # e KEY SIZE BACKING: KEY of the table E line of that region.
 e() { get "$run" "$1" table=E "size_mib=$2" "backing=$3"; }
@@ -38,7 +41,7 @@ pct_of() { awk -v a="$1" -v m="$2" -v d="${3:-2}" 'BEGIN { if (a == "" || m == 0
 echo "## E. cow_snapshot() vs fork() vs mmap + memcpy"
 echo
 # The guest's one line when the kernel has no cow_snapshot().
-gskip=$(awk '{ sub(/\r$/, "") } /^r table=E skipped=/ { print substr($3, 9); exit }' "$run.out")
+gskip=$(awk '{ sub(/\r$/, "") } /^r table=E skipped=/ { print substr($3, 9); exit }' "$run/results.out")
 if [ -n "$gskip" ]; then
 	echo "Skipped: ${gskip//+/ }."
 	echo
@@ -102,7 +105,7 @@ echo "- cow_snapshot(256 MiB, 4k) <= 1.0x fork() of the range-only process: $(un
 echo "- snapshot extra memory <= 1% of the range (256 MiB, 4k): $(unit "$x4" %), $(verdict "$x4" le 1) (worst of the rows from 16 MiB on: $(unit "$xmax" %));"
 echo "- THP-backed (256 MiB, $(unit "$th_pct" %) THP-backed) >= 50x faster than mmap + memcpy: $(unit "$r_th" x), $(verdict "$r_th" ge 50)."
 echo
-echo "Plot: table-e.png (log scale)."
+echo "Plot: $rel/table-e.png (log scale)."
 echo
 
 [ -s "$dat" ] || exit 0

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Table G of the report: a key-value store's writer while an image of its
-# heap is taken with fork() or cow_snapshot(), from the guest's
-# "r table=G" lines.
-# Usage: report-g.sh PREFIX OUTDIR
-#   PREFIX  qemu-run.sh output prefix of the bench job (PREFIX.out, .meta)
-# Prints the table (markdown); writes OUTDIR/table-g.dat and table-g.png.
+# Table G of the report, writer stall: a key-value store's writer while
+# an image of its heap is taken with fork() or cow_snapshot(), from the
+# guest's "r table=G" lines (the methods and sizes the guest ran).
+# Usage: writer-stall.sh RUNDIR REL
+#   RUNDIR  make run's folder (RUNDIR/bench: the whole suite's job)
+#   REL     RUNDIR as the report names it, for its plot
+# Prints the table (markdown); writes RUNDIR/table-g.dat and table-g.png.
 set -euo pipefail
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-# shellcheck source=report-lib.sh
-. "$(dirname "$0")/report-lib.sh"
 
-run=$1 outdir=$2
+rundir=$1 rel=$2
+run=$rundir/bench outdir=$rundir
 kernel=$(val "$run" kernel)
 mode=$(mode_of "$run")
 dat=$outdir/table-g.dat
-methods="fork snapshot snapshot-unshare"
+methods=$(values "$run" method table=G)
 
 # g KEY METHOD OTHER_MIB: KEY of the table G line of that run.
 g() { get "$run" "$1" table=G "method=$2" "other_mib=$3"; }
@@ -39,7 +41,7 @@ heap_share() {
 
 echo "## G. A writer while an image of its heap is taken"
 echo
-gskip=$(awk '{ sub(/\r$/, "") } /^r table=G skipped=/ { print substr($3, 9); exit }' "$run.out")
+gskip=$(awk '{ sub(/\r$/, "") } /^r table=G skipped=/ { print substr($3, 9); exit }' "$run/results.out")
 if [ -n "$gskip" ]; then
 	echo "Skipped: ${gskip//+/ }."
 	echo
@@ -47,7 +49,7 @@ if [ -n "$gskip" ]; then
 fi
 # The OTHER_MIB values run, in the order they ran.
 others=$(awk '{ sub(/\r$/, "") } /^r table=G / {
-	for (i = 3; i <= NF; i++) if ($i ~ /^other_mib=/ && !seen[$i]++) print substr($i, 11) }' "$run.out")
+	for (i = 3; i <= NF; i++) if ($i ~ /^other_mib=/ && !seen[$i]++) print substr($i, 11) }' "$run/results.out")
 heap=$(get "$run" heap_mib table=G)
 if [ -z "$others" ] || [ -z "$heap" ]; then
 	echo "No results."
@@ -107,10 +109,10 @@ else
 	r2=$(ratio "$(g stall_ns snapshot-unshare "$q")" "$fs")
 	echo "- longest stall with cow_snapshot() <= 1/5 of fork()'s, heap = 1/4 of the process: $(unit "$r1" x), $(verdict "$r1" le 0.2) (with MADV_COW_UNSHARE: $(unit "$r2" x), $(verdict "$r2" le 0.2))."
 fi
-bad=$(awk '{ sub(/\r$/, "") } /^r table=G / && / verified=0/ { n++ } END { print n + 0 }' "$run.out")
+bad=$(awk '{ sub(/\r$/, "") } /^r table=G / && / verified=0/ { n++ } END { print n + 0 }' "$run/results.out")
 echo "- every image verified: $([ "$bad" = 0 ] && echo yes || echo "NO, $bad did not")."
 echo
-echo "Plot: table-g.png (log scale)."
+echo "Plot: $rel/table-g.png (log scale)."
 echo
 
 [ -s "$dat" ] || exit 0

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Table C of the report: pre-copy windows x write patterns, from the
-# guest's "r table=C" lines.
-# Usage: report-c.sh PREFIX OUTDIR
-#   PREFIX  qemu-run.sh output prefix of the bench job (PREFIX.out, .meta)
-# Prints the table (markdown); writes OUTDIR/table-c.dat and table-c.png.
+# Table C of the report, pre-copy: windows x write patterns, from the
+# guest's "r table=C" lines (the grid is the one the guest ran).
+# Usage: precopy.sh RUNDIR REL
+#   RUNDIR  make run's folder (RUNDIR/bench: the whole suite's job)
+#   REL     RUNDIR as the report names it, for its plot
+# Prints the table (markdown); writes RUNDIR/table-c.dat and table-c.png.
 set -euo pipefail
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
-# shellcheck source=report-lib.sh
-. "$(dirname "$0")/report-lib.sh"
 
-run=$1 outdir=$2
+rundir=$1 rel=$2
+run=$rundir/bench outdir=$rundir
 kernel=$(val "$run" kernel)
 mode=$(mode_of "$run")
 dat=$outdir/table-c.dat
-workloads="seq random stride2 desc"
-windows="0 1 3 7 15 31 a31"
+workloads=$(values "$run" workload table=C)
+windows=$(values "$run" window table=C)
 
 # c KEY WORKLOAD WINDOW: KEY of that table C line.
 c() { get "$run" "$1" table=C "workload=$2" "window=$3"; }
@@ -26,13 +28,16 @@ wl_label() {
 	random) echo "random (1/8 of the pages)" ;;
 	stride2) echo "stride 2" ;;
 	desc) echo "descending" ;;
+	*) echo "$1" ;;
 	esac
 }
 
 win_label() {
-	case $1 in
-	a*) echo "adaptive, max ${1#a}" ;;
-	*) echo "$1" ;;
+	local w=${1%%:*} into=""
+	[ "$w" = "$1" ] || into=", into ${1#*:} folios"
+	case $w in
+	a*) echo "adaptive, max ${w#a}$into" ;;
+	*) echo "$w$into" ;;
 	esac
 }
 
@@ -87,11 +92,26 @@ echo "- sequential, best fixed window ($(or_dash "$best_w")): time $(ratio "$bes
 echo "- cost per written page, sequential, best fixed window: $(ratio "$(c per_written_ns seq "${best_w:-0}")" "$mc")x a 4 KiB memcpy (target <= 3; window 0: $(ratio "$(c per_written_ns seq 0)" "$mc")x);"
 rw=$(c written random a31)
 echo "- random, adaptive: time $(ratio "$(c time_ns random a31)" "$(c time_ns random 0)")x window 0 (target <= 1.02), never written $(share "$(c wasted random a31)" "$rw") of the pages written (target <= 5%)."
+# Into large folios: the kernel's own 4 KiB copy (table A's copy phase).
+kc=$(get "$run" copy_p50 table=B mode=trace class=4k)
+for w in 15:16kB 15:64kB 31:64kB a31:64kB; do
+	t=$(c time_ns seq "$w")
+	[ -n "$t" ] || continue
+	echo "- $(win_label "$w"), sequential: time $(ratio "$t" "$st0")x window 0 (target <= 0.40), per written page $(ratio "$(c per_written_ns seq "$w")" "$kc")x the kernel's own 4 KiB copy of $(or_dash "$kc") ns (target <= 1.2);"
+done
+t=$(c time_ns random a31:64kB)
+[ -z "$t" ] || echo "- random, adaptive into 64 KiB folios: time $(ratio "$t" "$(c time_ns random 0)")x window 0 (target <= 1.02), never written $(share "$(c wasted random a31:64kB)" "$(c written random a31:64kB)") (target <= 5%)."
 echo
-echo "Plot: table-c.png, speed-up over window 0 per pattern."
+echo "Plot: $rel/table-c.png, speed-up over window 0 per pattern."
 echo
 
+[ -n "$workloads" ] || exit 0
 command -v gnuplot >/dev/null || exit 0
+plot="" col=2
+for wl in $workloads; do
+	plot="$plot${plot:+, }\"$dat\" using $col$([ $col = 2 ] && echo ':xtic(1)') with linespoints lw 2 title \"$(wl_label "$wl" | sed 's/ (.*//')\""
+	col=$((col + 1))
+done
 gnuplot <<EOF >&2 || note "gnuplot failed: no table-c.png" >&2
 set terminal png size 900,500
 set output "$outdir/table-c.png"
@@ -102,8 +122,5 @@ set datafile missing "-"
 set key top left
 set grid
 set yrange [0:*]
-plot "$dat" using 2:xtic(1) with linespoints lw 2 title "sequential", \
-     "" using 3 with linespoints lw 2 title "random", \
-     "" using 4 with linespoints lw 2 title "stride 2", \
-     "" using 5 with linespoints lw 2 title "descending"
+plot $plot
 EOF

@@ -6,8 +6,8 @@
 #   FRAGMENT  config fragments merged, in order, onto tinyconfig
 # env: JOBS (default: nproc), CCACHE_DIR (default: build/ccache)
 set -euo pipefail
-# shellcheck source=lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 
 src=$(abspath "$1")
 obj=$(abspath "$2")
@@ -16,9 +16,9 @@ frags=()
 for f in "$@"; do frags+=("$(abspath "$f")"); done
 top=$PWD
 jobs=${JOBS:-$(nproc)}
-mkdir -p "$obj" out
+mkdir -p "$obj" out/build
 name=$(basename "$obj")
-log=$top/out/kernel-$name.log
+log=$top/out/build/kernel-$name.log
 
 export CCACHE_DIR=${CCACHE_DIR:-$top/build/ccache}
 export CCACHE_BASEDIR=$top/build CCACHE_NOHASHDIR=true
