@@ -11,7 +11,7 @@ HIST='hist:keys=class,total_ns.log2:sort=class,total_ns'
 # trace_workload: COW faults of each size class the machine allows.
 trace_workload() {
 	for run in "4k 256 -" "thp 8 cow_thp_mode=split" "thpcopy 8 cow_thp_mode=copy" \
-		"hugetlb2m 2 -"; do
+		"hugetlb2m 2 -" "mthp64copy 16 cow_mthp_mode=copy"; do
 		# shellcheck disable=SC2086 # the words of the run are its fields
 		set -- $run
 		set_knobs "$3" >/dev/null || continue

@@ -10,6 +10,8 @@ set -euo pipefail
 
 kernel=$1 initrd=$2
 cache=out/accel-probe/verdict
+# Before the per-job folders the cache was the file out/accel-probe.
+[ -d out/accel-probe ] || rm -f out/accel-probe
 key="$(uname -r) $(qemu-system-x86_64 --version | head -n1)"
 if [ -f "$cache" ] && [ "$(sed -n 2p "$cache")" = "$key" ]; then
 	sed -n 1p "$cache"

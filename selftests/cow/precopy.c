@@ -973,17 +973,24 @@ FIXTURE_VARIANT_ADD(precopy_large, adaptive_64k_random) {
 	.faults = LARGE_PAGES / 8, .precopied = 0, .order = 0, .heads = 0,
 };
 
-FIXTURE_SETUP(precopy_large)
+/* Both fixtures' setup: skip without the knobs, else set up @s. */
+static void large_fixture_setup(struct __test_metadata *_metadata,
+				struct large_state *s)
 {
 	const char *why = large_missing();
 	int err;
 
 	if (why)
 		SKIP(return, "%s", why);
-	err = large_setup(&self->s);
+	err = large_setup(s);
 	if (err)
-		large_teardown(&self->s);
+		large_teardown(s);
 	ASSERT_EQ(err, 0) TH_LOG("setup: %s", strerror(err));
+}
+
+FIXTURE_SETUP(precopy_large)
+{
+	large_fixture_setup(_metadata, &self->s);
 }
 
 FIXTURE_TEARDOWN_PARENT(precopy_large)
@@ -1015,15 +1022,7 @@ FIXTURE(precopy_mthp) {
 
 FIXTURE_SETUP(precopy_mthp)
 {
-	const char *why = large_missing();
-	int err;
-
-	if (why)
-		SKIP(return, "%s", why);
-	err = large_setup(&self->s);
-	if (err)
-		large_teardown(&self->s);
-	ASSERT_EQ(err, 0) TH_LOG("setup: %s", strerror(err));
+	large_fixture_setup(_metadata, &self->s);
 }
 
 FIXTURE_TEARDOWN_PARENT(precopy_mthp)
