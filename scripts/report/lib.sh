@@ -12,34 +12,13 @@ val() {
 		index($0, key "=") == 1 { print substr($0, length(key) + 2); exit }' "$1/results.out"
 }
 
-# get DIR KEY COND...: KEY's value on the first "r" result line that
-# has every COND (KEY=VALUE) among its fields; empty when there is none.
-get() {
-	local f=$1/results.out key=$2
-	shift 2
-	awk -v key="$key" -v conds="$*" '
-		BEGIN { n = split(conds, c, " ") }
-		{ sub(/\r$/, "") }
-		/^r / {
-			for (i = 1; i <= n; i++)
-				if (index(" " $0 " ", " " c[i] " ") == 0)
-					next
-			for (i = 2; i <= NF; i++) {
-				if (index($i, key "=") == 1) {
-					print substr($i, length(key) + 2)
-					exit
-				}
-			}
-		}' "$f"
-}
-
-# values DIR KEY COND...: every value KEY takes on the "r" lines with every
-# COND, once each, in the order the guest ran them: how a table finds the
-# grid that the guest's plan (initramfs/bench.sh) ran.
-values() {
-	local f=$1/results.out key=$2
-	shift 2
-	awk -v key="$key" -v conds="$*" '
+# r_values FIRST DIR KEY COND...: the values KEY takes on the "r" result
+# lines of DIR that have every COND (KEY=VALUE) among their fields, once
+# each, in the order the guest ran them; FIRST=1: only the first one.
+r_values() {
+	local first=$1 f=$2/results.out key=$3
+	shift 3
+	awk -v first="$first" -v key="$key" -v conds="$*" '
 		BEGIN { n = split(conds, c, " ") }
 		{ sub(/\r$/, "") }
 		/^r / {
@@ -50,9 +29,19 @@ values() {
 				if (index($i, key "=") == 1) {
 					v = substr($i, length(key) + 2)
 					if (!seen[v]++) print v
+					if (first) exit
 				}
 		}' "$f"
 }
+
+# get DIR KEY COND...: KEY's value on the first "r" result line that
+# has every COND (KEY=VALUE) among its fields; empty when there is none.
+get() { r_values 1 "$@"; }
+
+# values DIR KEY COND...: every value KEY takes on the "r" lines with every
+# COND, once each, in the order the guest ran them: how a table finds the
+# grid that the guest's plan (initramfs/bench.sh) ran.
+values() { r_values 0 "$@"; }
 
 mode_of() {
 	case $(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$1/meta") in
