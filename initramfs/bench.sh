@@ -34,14 +34,17 @@ PRECOPY_PAGES=16384
 PRECOPY_WORKLOADS="seq random stride2 desc"
 PRECOPY_WINDOWS="0 1 3 7 15 31 a31 15:16kB 15:64kB 31:64kB a31:64kB"
 PRECOPY_MEMCPY_REPS=1000
-# E, snapshot cost: region sizes (MiB) x backings.
+# E, snapshot cost: region sizes (MiB) x backings; each runs
+# cow_snapshot() asynchronous and eager, fork() and mmap + memcpy.
 SNAPSHOT_SIZES="1 16 256 1024"
 SNAPSHOT_BACKINGS="4k thp"
 # G, writer stall: the heap (MiB), the other memory of the process (MiB:
-# the heap a quarter of it, then all of it), the methods, the warm-up (s).
+# the heap a quarter of it, then all of it), the methods (fork();
+# cow_snapshot() eager, asynchronous, asynchronous + MADV_COW_UNSHARE of
+# the hot set), the warm-up (s).
 STALL_HEAP=512
 STALL_OTHER="1536 0"
-STALL_METHODS="fork snapshot snapshot-unshare"
+STALL_METHODS="fork snapshot-eager snapshot-async snapshot-async-unshare"
 STALL_WARMUP=0.25
 
 # benchf: table F alone (make run repeats it over several boots).
@@ -50,8 +53,19 @@ job_benchf() {
 	bench_overhead
 }
 
+# benchmt: the tables in which threads of the benchmark and the kernel's
+# background settling run on both vCPUs at once (E and G, same grid), for
+# make run's multi-threaded TCG boots (ACCEL=mttcg: wall clock). They
+# switch no static key (knobs.sh), which such a boot must not.
+job_benchmt() {
+	job_smoke
+	bench_snapshot_cost
+	bench_writer_stall
+	snap_verdict
+}
+
 # bench: the whole suite. Under -icount on the lab machine E and G add
-# about 55 s of wall time to the bench boot.
+# about 80 s of wall time to the bench boot (as job benchmt under MTTCG: 50-70 s).
 job_bench() {
 	job_benchf
 	[ -x $BENCH ] && [ -f $SAMPLE_KNOB ] || return 0
@@ -60,6 +74,7 @@ job_bench() {
 	bench_precopy
 	bench_snapshot_cost
 	bench_writer_stall
+	snap_verdict
 }
 
 # F: the cost of a 4 KiB COW fault per sampling setting, the settings
@@ -151,16 +166,27 @@ bench_precopy() {
 }
 
 # snap_line KEYS ARGS...: run $SNAP ARGS, print its line as a result;
-# when it fails, what it printed (else KEYS) with error=exit+RC.
+# when it fails (an image that differs from its source, a failed call),
+# what it printed (else KEYS) with error=exit+RC, and SNAP_FAILED is set.
+SNAP_FAILED=""
 snap_line() {
 	keys=$1
 	shift
 	if out=$($SNAP "$@"); then
 		echo "r $out"
 	else
-		rc=$?
-		echo "r ${out:-$keys} error=exit+$rc"
+		snap_rc=$?
+		echo "r ${out:-$keys} error=exit+$snap_rc"
+		SNAP_FAILED="$SNAP_FAILED [$keys]"
 	fi
+}
+
+# snap_verdict: fails (the job's exit status 1) when a snapshot benchmark
+# failed; its results are all there, the failed ones with error=.
+snap_verdict() {
+	[ -z "$SNAP_FAILED" ] && return 0
+	echo "# snapshot benchmarks failed:$SNAP_FAILED (see their error= results)"
+	return 1
 }
 
 # has_snapshot LETTER: true when the kernel has cow_snapshot(); else says
@@ -175,7 +201,7 @@ has_snapshot() {
 # E: cow_snapshot() next to fork() and a plain copy.
 bench_snapshot_cost() {
 	has_snapshot E || return 0
-	progress "table E (snapshot cost): sizes $SNAPSHOT_SIZES MiB x $SNAPSHOT_BACKINGS"
+	progress "table E (snapshot cost): sizes $SNAPSHOT_SIZES MiB x $SNAPSHOT_BACKINGS, async, eager, fork, memcpy"
 	knobs_reset
 	for size in $SNAPSHOT_SIZES; do
 		for backing in $SNAPSHOT_BACKINGS; do

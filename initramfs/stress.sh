@@ -31,7 +31,8 @@ job_stress() {
 	echo "TAP version 13"
 	secs=$(cmdline_arg cowlab.stress)
 	export COW_STRESS_SECONDS="${secs:-60}"
-	to=$((COW_STRESS_SECONDS + 120))
+	# The program runs its two modes (async, eager) for that long each.
+	to=$((2 * COW_STRESS_SECONDS + 120))
 	T=0
 	run_prog "stress: plain, ${COW_STRESS_SECONDS}s" "$to" /ksft/cow $STRESS
 	for fi in fail_page_alloc failslab; do

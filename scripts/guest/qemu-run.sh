@@ -4,7 +4,9 @@
 # Usage: qemu-run.sh KERNEL INITRD JOB OUTDIR
 #   writes OUTDIR/console.log (guest console), OUTDIR/results.out (results
 #   channel), OUTDIR/qemu.log (QEMU's own output), OUTDIR/meta
-# env: ACCEL=auto|kvm|tcg|icount (auto: KVM if a probe boot works, else TCG)
+# env: ACCEL=auto|kvm|tcg|icount|mttcg (auto: KVM if a probe boot works,
+#      else TCG; mttcg: multi-threaded TCG, for the jobs that switch no
+#      static key)
 #      ACCEL_FALLBACK (what auto uses without KVM: tcg, or icount for
 #      benchmarks), CPUS (2), MEM (MiB, 6144), TIMEOUT (s, 1500),
 #      APPEND (extra cmdline), TCG_CPU (the TCG CPU model),
@@ -40,15 +42,26 @@ args=(-nodefaults -no-user-config -machine pc -display none -no-reboot
 # TCG CPU model: qemu64 plus 1 GiB pages. "-cpu max" advertises the
 # fast-string features, and TCG emulates the kernel's rep-movs page copy
 # ~10x slower than the plain copy loop (a 1 GiB COW copy: 32 s vs 3.3 s).
-# Single-threaded TCG: with thread=multi a vCPU can run a stale int3 while
-# another patches a static key (text_poke_bp), an "Oops: int3" seen here,
-# and the COW instrumentation toggles static keys from a sysctl.
+# TCG is single-threaded (the vCPUs take turns on one host thread) but
+# for ACCEL=mttcg: with thread=multi a vCPU can run a stale int3 while
+# another patches kernel text (text_poke_bp; an "Oops: int3" in
+# enqueue_timer seen here), and the COW knobs switch static keys. So an
+# mttcg guest is told to freeze them (cowlab.keys=frozen: it runs only
+# the jobs that switch none, initramfs/knobs.sh; a non-default value goes
+# on the command line as sysctl.vm.KNOB=N), and its TSC is declared
+# reliable, so that a clocksource watchdog verdict under host load cannot
+# mark it unstable, which switches a static key at run time.
 tcg_cpu=${TCG_CPU:-qemu64,+pdpe1gb}
+keys=""
 case $accel in
 kvm) args+=(-accel kvm -cpu host) ;;
 tcg) args+=(-accel "tcg,thread=single" -cpu "$tcg_cpu") ;;
 icount) args+=(-accel tcg -cpu "$tcg_cpu" -icount "shift=0,sleep=off") ;;
-*) die "ACCEL=$accel: use auto, kvm, tcg or icount" ;;
+mttcg)
+	args+=(-accel "tcg,thread=multi" -cpu "$tcg_cpu")
+	keys="cowlab.keys=frozen tsc=reliable"
+	;;
+*) die "ACCEL=$accel: use auto, kvm, tcg, icount or mttcg" ;;
 esac
 
 # 1 GiB hugetlb pages can only be reserved reliably at boot; take two (the
@@ -57,7 +70,7 @@ esac
 huge=""
 [ "$mem" -ge 6144 ] && huge="hugepagesz=1G hugepages=2"
 cmdline="console=ttyS0 panic=-1 loglevel=7 brd.rd_nr=1 brd.rd_size=262144"
-cmdline+=" hugepagesz=2M hugepages=16${huge:+ $huge} cowlab.job=$job${APPEND:+ $APPEND}"
+cmdline+=" hugepagesz=2M hugepages=16${huge:+ $huge}${keys:+ $keys} cowlab.job=$job${APPEND:+ $APPEND}"
 
 if [ "$job" = shell ]; then
 	step "QEMU ($accel, $cpus CPUs, $mem MiB): interactive shell, Ctrl-A X quits"

@@ -16,23 +16,24 @@ here=$(dirname "$0")
 
 kernel=$1 initrd=$2 dir=$3 table=$4
 secs=${STRESS_SECONDS:-60}
-# Three phases of secs each, under TCG, plus boot and slack.
+# Three phases, each the program's two modes (async, eager) of secs each,
+# under TCG, plus boot and slack.
 rc=0
-APPEND="cowlab.stress=$secs" TIMEOUT=$((3 * (secs + 120) + 120)) \
+APPEND="cowlab.stress=$secs" TIMEOUT=$((3 * (2 * secs + 120) + 120)) \
 	NO_BOOT=${REPORT_ONLY:-0} "$here/job.sh" stress "$kernel" "$initrd" "$dir" || rc=$?
 tap=$dir/results.tap
 
-# The table: each phase's verdict, the program's own summary line (its
-# "stress:" line: seconds, seed, operations), the failures injected.
+# The table: each phase's verdict, the program's own summary lines (one a
+# mode: seconds, seed, mode, operations), the failures injected.
 {
-	echo "## Stress: cow stress program, ${secs} s a phase"
+	echo "## Stress: cow stress program, ${secs} s a mode (async, eager) in each phase"
 	echo
 	echo "Kernel $(val "$dir" kernel), config ${STRESS_CONFIG:-default}; $(mode_of "$dir"); console: $dir/console.log. Failures injected: allocations failed by fail_page_alloc / failslab (1%, sleeping allocations included, only in the stress process and its children); the program tolerates and counts ENOMEM (enomem_tolerated) and fails on any wrong byte."
 	echo
 	echo "| phase | result | failures injected | the program's summary |"
 	echo "| --- | --- | ---: | --- |"
 	awk '
-		/^# # [0-9.]+ s, seed / { sub(/^# # /, ""); last = $0 }
+		/^# # [0-9.]+ s, seed / { sub(/^# # /, ""); last = (last == "" ? "" : last "; ") $0 }
 		/^(ok|not ok) [0-9]+ stress: / {
 			res = ($1 == "ok") ? "ok" : "FAILED"
 			if ($0 ~ /# SKIP/) res = "skipped"

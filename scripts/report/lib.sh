@@ -43,17 +43,55 @@ get() { r_values 1 "$@"; }
 # grid that the guest's plan (initramfs/bench.sh) ran.
 values() { r_values 0 "$@"; }
 
+# med_get "DIR..." KEY COND...: the median of what get says in each DIR
+# (one boot each: the middle value, the lower one of two); empty when no
+# DIR has it. One DIR: just its value.
+med_get() {
+	local dirs=$1 d v
+	shift
+	for d in $dirs; do
+		v=$(get "$d" "$@")
+		[ -z "$v" ] || echo "$v"
+	done | sort -g | awk '{ v[NR] = $0 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+
+# range_get "DIR..." KEY COND...: "MIN-MAX" of the DIRs' values, or empty.
+range_get() {
+	local dirs=$1 d v
+	shift
+	for d in $dirs; do
+		v=$(get "$d" "$@")
+		[ -z "$v" ] || echo "$v"
+	done | sort -g | awk 'NR == 1 { lo = $0 } { hi = $0 } END { if (NR) print lo "-" hi }'
+}
+
+# mttcg_dirs RUNDIR: the multi-threaded TCG boots' folders that have
+# results (run-bench.sh: RUNDIR/mttcg1, ...), one a line.
+mttcg_dirs() {
+	local d
+	for d in "$1"/mttcg[0-9]*; do
+		[ -f "$d/results.out" ] && echo "$d"
+	done
+	return 0
+}
+
 mode_of() {
 	case $(sed -n 's/.*accel=\([a-z]*\).*/\1/p' "$1/meta") in
 	icount) echo "QEMU TCG -icount shift=0: 1 ns = 1 guest instruction" ;;
 	tcg) echo "QEMU TCG: wall-clock guest time, emulation noise included" ;;
+	mttcg) echo "QEMU multi-threaded TCG (thread=multi): each vCPU on its own host thread, wall-clock guest time, emulation speed and host noise included" ;;
 	kvm) echo "QEMU KVM: hardware time" ;;
 	*) echo "QEMU (unknown mode)" ;;
 	esac
 }
 
-# ratio A B: A/B with 2 decimals, or "-".
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+# ratio A B: A/B with 2 decimals (2 significant digits below 0.1), or "-".
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a == "" || b == "" || b == 0) { print "-"; exit }
+		r = a / b
+		if (r != 0 && r < 0.1 && r > -0.1) printf "%.2g", r; else printf "%.2f", r }'
+}
 # pct A B: (A-B)/B in percent with a sign, or "-".
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%+.2f%%", (a - b) * 100 / b }'; }
 # sub A B: A-B, or "-".

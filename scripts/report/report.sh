@@ -2,9 +2,10 @@
 # Turn the results of the `make run` guest jobs into the report: the smoke
 # facts, then tables A-G, each by its own script (named by subject).
 # Usage: report.sh RUNDIR REPORT.md
-#   RUNDIR  run-bench.sh's folder (bench/, stock1/, f-*.out); the plots
+#   RUNDIR  run-bench.sh's folder (bench/, stock1/, mttcg1/, f-*.out); the plots
 #           and their data go there too
-# Writes REPORT.md; prints it.
+# Writes REPORT.md; prints it. Exit 1 (after writing it) when RUNDIR/failures
+# lists boots whose benchmarks failed.
 set -euo pipefail
 here=$(dirname "$0")
 # shellcheck source=../lib.sh
@@ -43,12 +44,25 @@ smoke_label() {
 	echo
 	echo "Mode: $(mode_of "$series"); $(val "$series" cpus) vCPUs, $(($(val "$series" mem_total_kb) / 1024)) MiB."
 	echo
+	nmt=$(mttcg_dirs "$rundir" | wc -l)
+	if [ -s "$rundir/failures" ]; then
+		echo "**Benchmarks failed** ($rel/failures; their rows say error= or verified NO):"
+		echo
+		sed 's/^/- /' "$rundir/failures"
+		echo
+	fi
+	if [ "$nmt" -gt 0 ]; then
+		echo "Tables E and G also ran in $nmt boot(s) under multi-threaded TCG (wall clock; $rel/mttcg*/), shown beside the -icount numbers as their medians; each table says which of its numbers transfer to hardware."
+		echo
+	fi
 	echo "## Smoke: what the kernel under test offers"
 	echo
 	echo "| item | value |"
 	echo "| --- | --- |"
 	# The facts: the KEY=VALUE lines the job starts with.
-	tr -d '\r' <"$series/results.out" | awk '!/^[A-Za-z0-9_]+=/ { exit } { print }' |
+	# awk reads the file itself: an early exit at the end of a pipe would
+	# be a SIGPIPE failure under pipefail (lib.sh).
+	awk '{ sub(/\r$/, "") } !/^[A-Za-z0-9_]+=/ { exit } { print }' "$series/results.out" |
 		while IFS='=' read -r key value; do
 			label=$(smoke_label "$key")
 			[ -z "$label" ] || echo "| $label | $value |"
@@ -71,3 +85,4 @@ smoke_label() {
 printf '\n'
 cat "$report"
 printf '\nreport: %s\n' "$report"
+[ ! -s "$rundir/failures" ] || die "benchmarks failed: $(wc -l <"$rundir/failures") boot(s), see $rundir/failures"

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,9 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 
 #define COW_SUBPAGE	4096UL
@@ -384,6 +387,9 @@ static inline long cow_smaps_kb(const void *addr, const char *field)
 #ifndef COW_SNAPSHOT_FIXED
 #define COW_SNAPSHOT_FIXED	0x01
 #endif
+#ifndef COW_SNAPSHOT_EAGER
+#define COW_SNAPSHOT_EAGER	0x02
+#endif
 #ifndef MADV_COW_UNSHARE
 #define MADV_COW_UNSHARE	104
 #endif
@@ -485,6 +491,133 @@ static inline bool cow_snapshot_present(void)
 	err = errno;
 	syscall(-1L);
 	return errno != err;
+}
+
+/*
+ * COW_SNAPSHOT_EAGER where this kernel knows it (the snapshot's page tables
+ * all copied in the call), 0 on a kernel whose calls are all eager anyway:
+ * for tests of what the call itself does. Found out once, by a one-page
+ * snapshot with the flag.
+ */
+static inline unsigned int cow_snapshot_eager_flag(void)
+{
+	static int known = -1;
+	char *p, *s;
+
+	if (known >= 0)
+		return known ? COW_SNAPSHOT_EAGER : 0;
+	known = 0;
+	p = mmap(NULL, COW_SUBPAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 0;
+	*p = 1;
+	s = cow_snapshot(p, COW_SUBPAGE, NULL, COW_SNAPSHOT_EAGER);
+	if (s != MAP_FAILED) {
+		known = 1;
+		munmap(s, COW_SUBPAGE);
+	}
+	munmap(p, COW_SUBPAGE);
+	return known ? COW_SNAPSHOT_EAGER : 0;
+}
+
+/*
+ * Asynchronous cow_snapshot(): the counters of /proc/vmstat and the
+ * debugfs switch that holds the background worker back.
+ */
+#define COW_SNAPSHOT_PAUSE_PATH	"/sys/kernel/debug/cow_snapshot/pause"
+#define COW_NO_ASYNC		"asynchronous cow_snapshot() not in this kernel"
+
+struct cow_async_counts {
+	unsigned long long deferred;	/* cow_snapshot_pmds_deferred */
+	unsigned long long fault;	/* cow_snapshot_settle_fault */
+	unsigned long long op;		/* cow_snapshot_settle_op */
+	unsigned long long bg;		/* cow_snapshot_settle_bg */
+	unsigned long long dropped;	/* cow_snapshot_pmds_dropped */
+	unsigned long long pages;	/* cow_snapshot_pages */
+	bool present;			/* this kernel has the counters */
+};
+
+/*
+ * All of them in one read of /proc/vmstat, without allocating (a test of
+ * brk() reads them while the heap is its own).
+ */
+static inline int cow_async_counts_get(struct cow_async_counts *c)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} keys[] = {
+		{ "cow_snapshot_pmds_deferred ",
+		  offsetof(struct cow_async_counts, deferred) },
+		{ "cow_snapshot_settle_fault ",
+		  offsetof(struct cow_async_counts, fault) },
+		{ "cow_snapshot_settle_op ",
+		  offsetof(struct cow_async_counts, op) },
+		{ "cow_snapshot_settle_bg ",
+		  offsetof(struct cow_async_counts, bg) },
+		{ "cow_snapshot_pmds_dropped ",
+		  offsetof(struct cow_async_counts, dropped) },
+		{ "cow_snapshot_pages ",
+		  offsetof(struct cow_async_counts, pages) },
+	};
+	static char buf[32768];
+	char *line, *next;
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	if (cow_read_file("/proc/vmstat", buf, sizeof(buf)) < 0)
+		return -1;
+	for (line = buf; *line; line = next) {
+		next = strchr(line, '\n');
+		next = next ? next + 1 : line + strlen(line);
+		for (i = 0; i < ARRAY_SIZE(keys); i++) {
+			size_t n = strlen(keys[i].name);
+
+			if (strncmp(line, keys[i].name, n))
+				continue;
+			*(unsigned long long *)((char *)c + keys[i].off) =
+				strtoull(line + n, NULL, 10);
+			if (i == 0)
+				c->present = true;
+		}
+	}
+	return 0;
+}
+
+/* PMDs left to copy system-wide: deferred, and neither settled nor dropped. */
+static inline long long cow_async_pending(const struct cow_async_counts *c)
+{
+	return (long long)(c->deferred - c->fault - c->op - c->bg -
+			   c->dropped);
+}
+
+/* PMDs settled, however. */
+static inline unsigned long long
+cow_async_settled(const struct cow_async_counts *c)
+{
+	return c->fault + c->op + c->bg;
+}
+
+#define COW_DEBUGFS		"/sys/kernel/debug"
+#define COW_DEBUGFS_MAGIC	0x64626720
+
+/* debugfs at /sys/kernel/debug, mounted here if it is not; 0 or the errno. */
+static inline int cow_debugfs_mount(void)
+{
+	struct statfs sfs;
+
+	if (!statfs(COW_DEBUGFS, &sfs) && sfs.f_type == COW_DEBUGFS_MAGIC)
+		return 0;
+	if (mount("debugfs", COW_DEBUGFS, "debugfs", 0, NULL))
+		return errno;
+	return 0;
+}
+
+/* Hold the background worker back (@on) or let it go; 0 or the errno. */
+static inline int cow_snapshot_pause(bool on)
+{
+	return cow_write_file(COW_SNAPSHOT_PAUSE_PATH, on ? "1" : "0");
 }
 
 #endif /* COW_UTIL_H */

@@ -19,11 +19,19 @@
  * the parent goes on. Snapshots taken at a kernel-chosen address are kept
  * for a while, written to and checked again.
  *
- * COW_MIX_CALLS (default 100000) sets the number of calls, COW_MIX_SEED
- * (default: the time) the seed, printed to repeat a run. Any wrong byte,
- * wrong result or failed child fails the test; the runner scans the
- * console for kernel splats. As root only: the sysctl writes, restored at
- * the end.
+ * Two modes, one test each: eager, every cow_snapshot() call with
+ * COW_SNAPSHOT_EAGER (where the kernel has it), and async, without it:
+ * there the fixed snapshots often keep the source's offset in 2 MiB, the
+ * kept ones may be a PMD long and half the arena starts in small pages,
+ * so that whole PMDs are left for later copying, and the background
+ * worker is held back (debugfs cow_snapshot/pause) or let go at random
+ * like a knob.
+ *
+ * COW_MIX_CALLS (default 60000) sets the number of calls of each mode,
+ * COW_MIX_SEED (default: the time) the seed, printed to repeat a run (of
+ * one mode: -v eager or -v async). Any wrong byte, wrong result or failed
+ * child fails the test; the runner scans the console for kernel splats.
+ * As root only: the sysctl writes, restored at the end.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,7 +50,8 @@
 #define PMD_PAGES	512UL
 #define MAGIC		0x5a5a00ff00ff5a5aULL
 #define KEPT		4	/* snapshots kept at kernel-chosen addresses */
-#define KEPT_PAGES	64
+#define KEPT_PAGES	64	/* their length at most, eager */
+#define KEPT_MAX	(PMD_PAGES + 64)	/* ..., async */
 #define CHILDREN	3	/* forked children at a time */
 #define CHILD_CALLS	40
 #define FULL_CHECK	2000	/* calls between whole-arena checks */
@@ -69,7 +78,7 @@ struct pg {
 struct kept {
 	char *addr;
 	size_t n;
-	struct pg pg[KEPT_PAGES];
+	struct pg pg[KEPT_MAX];
 };
 
 enum {
@@ -93,6 +102,9 @@ static struct {
 	unsigned long long calls, count[C_NR];
 	int bad;
 	bool snapshot, root;
+	bool async;		/* the mode: see above */
+	unsigned int flags;	/* of every well-formed cow_snapshot() */
+	size_t kept_max;
 	const char *skip;
 	char why[256];
 } s;
@@ -102,6 +114,7 @@ struct knob {
 	const char * const *vals;	/* NULL-terminated */
 	char saved[64];
 	bool usable;
+	bool async;	/* of the async mode only */
 };
 
 static const char * const v_precopy[] = { "0", "1", "15", "31", "512", "513",
@@ -127,6 +140,7 @@ static struct knob knobs[] = {
 	{ .path = "/sys/kernel/mm/transparent_hugepage/enabled", .vals = v_thp },
 	{ .path = "/sys/kernel/mm/transparent_hugepage/defrag", .vals = v_defrag },
 	{ .path = "/sys/kernel/mm/ksm/run", .vals = v_ksm },
+	{ .path = COW_SNAPSHOT_PAUSE_PATH, .vals = v_bool, .async = true },
 };
 
 /* Advice that changes no data and no fork() behaviour: any range. */
@@ -463,9 +477,14 @@ static void op_madvise(void)
 static void op_snap_fixed(void)
 {
 	size_t n, src = pick_range(&n), dst = below(ARENA_PAGES - n + 1);
+	size_t off = src % PMD_PAGES;
 	int want = 0;
 	long ret;
 
+	/* Async: often the same offset in 2 MiB, so that PMDs are deferred. */
+	if (s.async && below(2) && n + off <= ARENA_PAGES)
+		dst = off + below((ARENA_PAGES - n - off) / PMD_PAGES + 1) *
+			    PMD_PAGES;
 	if (dst < src + n && src < dst + n)
 		want = EINVAL;
 	else if (any_state(src, n, true))
@@ -476,9 +495,9 @@ static void op_snap_fixed(void)
 	s.count[C_SNAP_FIXED]++;
 	ret = cow_snapshot_sys((unsigned long)page_addr(src), n * PAGE,
 			       (unsigned long)page_addr(dst),
-			       COW_SNAPSHOT_FIXED);
+			       COW_SNAPSHOT_FIXED | s.flags);
 	ev("cow_snapshot", page_addr(src), n * PAGE, page_addr(dst),
-	   COW_SNAPSHOT_FIXED, ret);
+	   COW_SNAPSHOT_FIXED | s.flags, ret);
 	if (ret == -1 ? errno != want : want || ret != (long)page_addr(dst)) {
 		fail("cow_snapshot(+%zu, %zu pages, +%zu, FIXED) = %ld (%s), want %s",
 		     src, n, dst, ret, ret == -1 ? strerror(errno) : "ok",
@@ -490,6 +509,33 @@ static void op_snap_fixed(void)
 	memcpy(&s.pg[dst], &s.pg[src], n * sizeof(s.pg[0]));
 	check_range(src, n);
 	check_range(dst, n);
+}
+
+/*
+ * Async: a whole PMD of the arena in small pages, one in 16 of them
+ * written, for a snapshot to defer (holes are common in the arena, and
+ * a PMD with one is not snapshotted).
+ */
+static void fresh_pmd(size_t first)
+{
+	void *p;
+	size_t i;
+
+	s.calls++;
+	s.count[C_MMAP]++;
+	p = mmap(page_addr(first), PMD_PAGES * PAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ev("mmap", page_addr(first), PMD_PAGES * PAGE, NULL, MAP_FIXED,
+	   (long)p);
+	if (p != page_addr(first)) {
+		fail("mmap(+%zu, a PMD, MAP_FIXED): %s", first,
+		     strerror(errno));
+		return;
+	}
+	set_range(first, PMD_PAGES, P_KNOWN, PROT_READ | PROT_WRITE);
+	madvise(p, PMD_PAGES * PAGE, MADV_NOHUGEPAGE);
+	for (i = first; i < first + PMD_PAGES; i += 16)
+		write_page(page_addr(i), &s.pg[i]);
 }
 
 /* cow_snapshot() at a kernel-chosen address, kept for a while. */
@@ -504,12 +550,20 @@ static void op_snap_kept(void)
 		munmap(k->addr, k->n * PAGE);
 		k->addr = NULL;
 	}
-	if (n > KEPT_PAGES)
-		n = KEPT_PAGES;
+	/* Async: a whole PMD, fully mapped, a quarter of the time. */
+	if (s.async && !below(4)) {
+		n = PMD_PAGES;
+		src = below(ARENA_PAGES / PMD_PAGES) * PMD_PAGES;
+		if (any_state(src, n, true))
+			fresh_pmd(src);
+	}
+	if (n > s.kept_max)
+		n = s.kept_max;
 	s.calls++;
 	s.count[C_SNAP_KEPT]++;
-	ret = cow_snapshot_sys((unsigned long)page_addr(src), n * PAGE, 0, 0);
-	ev("cow_snapshot", page_addr(src), n * PAGE, (void *)ret, 0, ret);
+	ret = cow_snapshot_sys((unsigned long)page_addr(src), n * PAGE, 0,
+			       s.flags);
+	ev("cow_snapshot", page_addr(src), n * PAGE, (void *)ret, s.flags, ret);
 	if (ret == -1) {
 		if (errno != (any_state(src, n, true) ? ENOMEM : 0))
 			fail("cow_snapshot(+%zu, %zu pages): %s", src, n,
@@ -522,9 +576,15 @@ static void op_snap_kept(void)
 	k->addr = (char *)ret;
 	k->n = n;
 	memcpy(k->pg, &s.pg[src], n * sizeof(s.pg[0]));
-	check_kept(k);
-	/* In a hole of the arena, the model would not know it: let it go. */
-	if (k->addr >= s.arena && k->addr < s.arena + ARENA_PAGES * PAGE) {
+	/* Async: left unread at times, its PMDs pending for what comes. */
+	if (!s.async || below(2))
+		check_kept(k);
+	/*
+	 * In a hole of the arena, even in part, the model would not know
+	 * it: let it go.
+	 */
+	if (k->addr < s.arena + ARENA_PAGES * PAGE &&
+	    k->addr + n * PAGE > s.arena) {
 		munmap(k->addr, n * PAGE);
 		k->addr = NULL;
 	}
@@ -803,7 +863,9 @@ static void knobs_save(void)
 		struct knob *k = &knobs[i];
 		char *b;
 
-		if (cow_read_line(k->path, k->saved, sizeof(k->saved)))
+		k->usable = false;
+		if ((k->async && !s.async) ||
+		    cow_read_line(k->path, k->saved, sizeof(k->saved)))
 			continue;
 		/* "always [madvise] never": the choice in brackets */
 		b = strchr(k->saved, '[');
@@ -828,6 +890,13 @@ FIXTURE(mixed) {
 	char *map;
 };
 
+FIXTURE_VARIANT(mixed) {
+	bool async;
+};
+
+FIXTURE_VARIANT_ADD(mixed, eager) { .async = false };
+FIXTURE_VARIANT_ADD(mixed, async) { .async = true };
+
 FIXTURE_SETUP(mixed)
 {
 	size_t len = (ARENA_PAGES + PMD_PAGES) * PAGE;
@@ -841,6 +910,12 @@ FIXTURE_SETUP(mixed)
 	set_range(0, ARENA_PAGES, P_KNOWN, PROT_READ | PROT_WRITE);
 	s.snapshot = cow_snapshot_present();
 	s.root = !geteuid();
+	s.async = variant->async;
+	s.flags = s.async || !s.snapshot ? 0 : cow_snapshot_eager_flag();
+	s.kept_max = s.async ? KEPT_MAX : KEPT_PAGES;
+	/* Async: page tables, not THPs, in half the arena, to be deferred. */
+	if (s.async)
+		madvise(s.arena, ARENA_PAGES * PAGE / 2, MADV_NOHUGEPAGE);
 	knobs_save();
 }
 
@@ -859,7 +934,8 @@ TEST_F_TIMEOUT(mixed, random_calls, 900)
 {
 	const char *env = getenv("COW_MIX_SEED");
 	uint64_t seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);
-	unsigned long long want = 100000, last_full = 0;
+	unsigned long long want = 60000, last_full = 0;
+	struct cow_async_counts a0, a1;
 	char line[768];
 	int i, n = 0;
 
@@ -868,10 +944,12 @@ TEST_F_TIMEOUT(mixed, random_calls, 900)
 	if (env)
 		want = strtoull(env, NULL, 0);
 	s.rnd = seed * 0x9e3779b97f4a7c15ULL | 1;
-	ksft_print_msg("seed %llu (COW_MIX_SEED=%llu repeats this run)%s%s\n",
+	ksft_print_msg("%s, seed %llu (COW_MIX_SEED=%llu repeats this run)%s%s\n",
+		       s.async ? "async" : "eager",
 		       (unsigned long long)seed, (unsigned long long)seed,
 		       s.snapshot ? "" : ", " COW_NO_SNAPSHOT,
 		       s.root ? "" : ", not root: no sysctl writes");
+	cow_async_counts_get(&a0);
 
 	/* Half the arena written, so that there is something to lose. */
 	for (i = 0; i < (int)ARENA_PAGES; i += 2)
@@ -892,6 +970,14 @@ TEST_F_TIMEOUT(mixed, random_calls, 900)
 			      c_names[i], s.count[i]);
 	ksft_print_msg("%llu calls, seed %llu:%s\n", s.calls,
 		       (unsigned long long)seed, line);
+	cow_async_counts_get(&a1);
+	if (a1.present) {
+		snprintf(line, sizeof(line),
+			 "PMDs deferred %llu; settled by a fault %llu, by an operation %llu, in the background %llu; dropped %llu",
+			 a1.deferred - a0.deferred, a1.fault - a0.fault,
+			 a1.op - a0.op, a1.bg - a0.bg, a1.dropped - a0.dropped);
+		ksft_print_msg("%s\n", line);
+	}
 	ASSERT_EQ(s.bad, 0) TH_LOG("first: %s (COW_MIX_SEED=%llu)", s.why,
 				   (unsigned long long)seed);
 }

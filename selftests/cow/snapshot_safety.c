@@ -201,7 +201,8 @@ static int memcg_enter(const char *cg)
 /* ------------------------------------------------------------------ */
 
 /*
- * A fatal signal during a long snapshot. A child builds a large range of
+ * A fatal signal during a long snapshot, one that copies all the page
+ * tables in the call (COW_SNAPSHOT_EAGER). A child builds a large range of
  * zero-page PTEs (cheaply: one chunk populated, then doubled by fixed
  * snapshots of itself), the last doubling timing the call, then waits to
  * be told to snapshot the whole range. The parent kills it a tenth of the
@@ -222,6 +223,8 @@ struct fs_calib {
 
 static void fs_child(int res, int go)
 {
+	/* The call must copy the page tables itself: not asynchronously. */
+	unsigned int flags = COW_SNAPSHOT_FIXED | cow_snapshot_eager_flag();
 	struct fs_calib c = { 0 };
 	char *base, ch;
 	size_t len = FS_CHUNK;
@@ -248,8 +251,7 @@ static void fs_child(int res, int go)
 	while (2 * len <= FS_MAX) {
 		munmap(base + len, len);
 		t = now_s();
-		if (cow_snapshot(base, len, base + len, COW_SNAPSHOT_FIXED) !=
-		    base + len) {
+		if (cow_snapshot(base, len, base + len, flags) != base + len) {
 			/* Out of memory for page tables: stay at this size. */
 			if (!c.secs)
 				c.err = errno;
@@ -277,7 +279,7 @@ report:
 		_exit(2);
 	if (read(go, &ch, 1) != 1)
 		_exit(2);
-	cow_snapshot(base, len, base + len, COW_SNAPSHOT_FIXED);
+	cow_snapshot(base, len, base + len, flags);
 	_exit(0);
 }
 

@@ -23,21 +23,31 @@
  * - munmap() and mmap() again, mprotect() flips and MADV_DONTNEED of the
  *   scratch area, whose pages hold a pattern or zeros (after DONTNEED);
  * - as root, writes to vm.cow_precopy_pages, vm.cow_precopy_adaptive,
- *   vm.cow_thp_mode and vm.cow_latency_sample, restored at the end (and
- *   on a fatal signal).
+ *   vm.cow_thp_mode and vm.cow_latency_sample (and, async, debugfs
+ *   cow_snapshot/pause), restored at the end (and on a fatal signal).
  *
- * COW_STRESS_SECONDS (default 10) sets the duration, COW_STRESS_SEED
- * (default: the time) the seed, printed to repeat a run; the program ends
- * by the duration plus 10 s. ENOMEM and EAGAIN are tolerated and counted,
- * as fault injection (fail_page_alloc, failslab) makes them, and so are
- * the other errors an allocation failure gives (see T_ENFILE, T_EFAULT);
- * a data mismatch, any other error or a child killed by a signal fails.
+ * Two modes, one kselftest test each, run one after the other in a
+ * process of their own: async, cow_snapshot() without flags (whole PMDs of
+ * page tables copied after the call: the first half of the region is kept
+ * in small pages for that, and the background worker is held back or let
+ * go like a knob, debugfs cow_snapshot/pause), and eager, every call with
+ * COW_SNAPSHOT_EAGER (where the kernel has it). COW_STRESS_MODE=async or
+ * eager runs one only.
+ *
+ * COW_STRESS_SECONDS (default 10) sets the duration of each mode,
+ * COW_STRESS_SEED (default: the time) the seed, printed to repeat a run;
+ * a mode ends by its duration plus 10 s. ENOMEM and EAGAIN are tolerated
+ * and counted, as fault injection (fail_page_alloc, failslab) makes them,
+ * and so are the other errors an allocation failure gives (see T_ENFILE,
+ * T_EFAULT); a data mismatch, any other error or a child killed by a
+ * signal fails.
  * COW_STRESS_MAKE_IT_FAIL=1 sets /proc/self/make-it-fail once set up.
  * Without cow_snapshot() (and MADV_COW_UNSHARE) those operations are
  * skipped.
  *
- * One kselftest test, without the harness: its fork() per test would
- * fail under fault injection.
+ * Without the harness: its fork() per test would fail under fault
+ * injection. The process that forks each mode's own is never under fault
+ * injection: the mode's process turns it on once set up.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -141,12 +151,14 @@ struct knob {
 	int nr_vals;
 	char saved[32];
 	bool usable;	/* present, writable, saved: restored at the end */
+	bool async;	/* flipped in the async mode only */
 };
 
 static const char * const precopy_vals[] = { "0", "1", "15", "31" };
 static const char * const adaptive_vals[] = { "0", "1" };
 static const char * const thp_mode_vals[] = { "split", "copy" };
 static const char * const sample_vals[] = { "0", "1", "64" };
+static const char * const pause_vals[] = { "0", "1" };
 
 static struct knob knobs[] = {
 	{ .path = COW_PRECOPY_PAGES_PATH, .vals = precopy_vals,
@@ -157,6 +169,8 @@ static struct knob knobs[] = {
 	  .nr_vals = ARRAY_SIZE(thp_mode_vals) },
 	{ .path = SAMPLE_PATH, .vals = sample_vals,
 	  .nr_vals = ARRAY_SIZE(sample_vals) },
+	{ .path = COW_SNAPSHOT_PAUSE_PATH, .vals = pause_vals,
+	  .nr_vals = ARRAY_SIZE(pause_vals), .async = true },
 };
 
 struct worker {
@@ -180,6 +194,8 @@ static struct {
 	struct snap slot[NR_SLOTS];
 	int images;		/* snapshots and children alive */
 	bool have_snapshot, have_unshare;
+	bool async;		/* the mode */
+	unsigned int snap_flags;	/* of every cow_snapshot() call */
 	size_t pmd;
 	unsigned long long count[C_NR];
 	bool stop;
@@ -880,7 +896,8 @@ static void snap_scratch(struct snap *sl)
 
 	pthread_mutex_lock(&s->lock);
 	if (s->map) {
-		sl->smem = cow_snapshot(s->v.mem, SCRATCH_LEN, NULL, 0);
+		sl->smem = cow_snapshot(s->v.mem, SCRATCH_LEN, NULL,
+					st.snap_flags);
 		if (sl->smem == MAP_FAILED) {
 			sl->smem = NULL;
 			tolerated(errno, "cow_snapshot() of the scratch area",
@@ -923,7 +940,7 @@ static void op_snapshot(struct worker *w)
 
 	pthread_rwlock_wrlock(&st.image);
 	sl->mem = cow_snapshot(st.region + first * REC_SIZE, nr * REC_SIZE,
-			       hint, 0);
+			       hint, st.snap_flags);
 	err = errno;
 	if (sl->mem != MAP_FAILED) {
 		memcpy(sl->ver, st.ver, NR_RECS * sizeof(*st.ver));
@@ -1239,7 +1256,7 @@ static void knobs_setup(void)
 	for (i = 0; i < ARRAY_SIZE(knobs); i++) {
 		struct knob *k = &knobs[i];
 
-		if (access(k->path, F_OK))
+		if ((k->async && !st.async) || access(k->path, F_OK))
 			continue;
 		for (tries = 0, err = ENOMEM; err && tries < 100; tries++)
 			err = cow_read_line(k->path, k->saved, sizeof(k->saved));
@@ -1435,27 +1452,26 @@ stuck:
 	return -1;
 }
 
-int main(void)
+/*
+ * One mode, in a process of its own: KSFT_PASS or KSFT_FAIL (and _exit()
+ * where threads are stuck).
+ */
+static int run_mode(bool async, unsigned long long seed,
+		    unsigned long long secs)
 {
 	struct worker w[MAX_WRITERS + NR_OPERATORS] = { 0 };
-	unsigned long long seed, secs;
+	struct cow_async_counts a0, a1;
 	pthread_rwlockattr_t ra;
 	int nw, n = 0, i, ret = -1;
 	char line[512];
 	size_t len;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	ksft_print_header();
-	ksft_set_plan(1);
 	clock_gettime(CLOCK_MONOTONIC, &st.t0);
 	st.main_pid = getpid();
 	rseq_off();
-	secs = env_ull("COW_STRESS_SECONDS", DEFAULT_SECONDS);
-	if (!secs)
-		secs = DEFAULT_SECONDS;
-	seed = env_ull("COW_STRESS_SEED", time(NULL));
-	ksft_print_msg("seed %llu, %llu s (COW_STRESS_SEED=%llu repeats the choices)\n",
-		       seed, secs, seed);
+	st.async = async;
+	ksft_print_msg("%s: seed %llu, %llu s (COW_STRESS_SEED=%llu repeats the choices)\n",
+		       async ? "async" : "eager", seed, secs, seed);
 	/* From the start: set-up counts in the duration. */
 	st.deadline = secs;
 	st.ops_deadline = st.deadline + OPS_GRACE;
@@ -1472,15 +1488,21 @@ int main(void)
 	pthread_rwlock_init(&st.image, &ra);
 
 	st.have_snapshot = cow_snapshot_present();
+	if (st.have_snapshot && !async)
+		st.snap_flags = cow_snapshot_eager_flag();
 	knobs_setup();
 	if (region_setup())
 		goto out;
+	/* Async: page tables in half the region, THPs in the other. */
+	if (async)
+		madvise(st.region, REGION_LEN / 2, MADV_NOHUGEPAGE);
 	st.have_unshare = st.have_snapshot && unshare_present();
 	if (!st.have_snapshot)
 		ksft_print_msg("%s: no snapshots, no MADV_COW_UNSHARE\n",
 			       COW_NO_SNAPSHOT);
 	else if (!st.have_unshare)
 		ksft_print_msg("no MADV_COW_UNSHARE in this kernel\n");
+	cow_async_counts_get(&a0);
 
 	nw = sysconf(_SC_NPROCESSORS_ONLN) > 2 ? MAX_WRITERS : 2;
 	make_it_fail(true);
@@ -1504,17 +1526,85 @@ int main(void)
 out:
 	make_it_fail(false);
 	knobs_restore();
-	len = snprintf(line, sizeof(line), "%.1f s, seed %llu:", now(), seed);
+	len = snprintf(line, sizeof(line), "%.1f s, seed %llu, %s:", now(),
+		       seed, async ? "async" : "eager");
 	for (i = 0; i < C_NR && len < sizeof(line); i++)
 		len += snprintf(line + len, sizeof(line) - len, " %s %llu",
 				count_name[i], st.count[i]);
 	ksft_print_msg("%s\n", line);
+	if (a0.present && !cow_async_counts_get(&a1)) {
+		snprintf(line, sizeof(line),
+			 "%s: PMDs deferred %llu; settled by a fault %llu, by an operation %llu, in the background %llu; dropped %llu",
+			 async ? "async" : "eager", a1.deferred - a0.deferred,
+			 a1.fault - a0.fault, a1.op - a0.op, a1.bg - a0.bg,
+			 a1.dropped - a0.dropped);
+		ksft_print_msg("%s\n", line);
+	}
+	fflush(stdout);
 	if (ret || st.failed) {
-		ksft_test_result_fail("stress\n");
-		fflush(stdout);
 		/* Threads may be stuck: leave without waiting for them. */
 		_exit(KSFT_FAIL);
 	}
-	ksft_test_result_pass("stress\n");
-	ksft_exit_pass();
+	return KSFT_PASS;
+}
+
+int main(void)
+{
+	static const struct {
+		const char *name;
+		bool async;
+	} modes[] = { { "async", true }, { "eager", false } };
+	const char *only = getenv("COW_STRESS_MODE");
+	unsigned long long seed, secs;
+	int i, n = 0, status;
+	pid_t pid;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	ksft_print_header();
+	if (only && strcmp(only, "async") && strcmp(only, "eager")) {
+		ksft_print_msg("COW_STRESS_MODE=%s: not async or eager, both run\n",
+			       only);
+		only = NULL;
+	}
+	for (i = 0; i < (int)ARRAY_SIZE(modes); i++)
+		n += !only || !strcmp(only, modes[i].name);
+	ksft_set_plan(n);
+	secs = env_ull("COW_STRESS_SECONDS", DEFAULT_SECONDS);
+	if (!secs)
+		secs = DEFAULT_SECONDS;
+	seed = env_ull("COW_STRESS_SEED", time(NULL));
+
+	for (i = 0; i < (int)ARRAY_SIZE(modes); i++) {
+		if (only && strcmp(only, modes[i].name))
+			continue;
+		fflush(stdout);
+		pid = fork();
+		if (!pid) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			_exit(run_mode(modes[i].async, seed, secs));
+		}
+		if (pid < 0) {
+			ksft_print_msg("fork: %s\n", strerror(errno));
+			ksft_test_result_fail("stress %s\n", modes[i].name);
+			continue;
+		}
+		while (waitpid(pid, &status, 0) != pid) {
+			if (errno != EINTR) {
+				ksft_print_msg("waitpid: %s\n", strerror(errno));
+				status = -1;
+				break;
+			}
+		}
+		if (status != -1 && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == KSFT_PASS) {
+			ksft_test_result_pass("stress %s\n", modes[i].name);
+			continue;
+		}
+		if (status != -1 && WIFSIGNALED(status))
+			ksft_print_msg("%s: killed by signal %d (%s)\n",
+				       modes[i].name, WTERMSIG(status),
+				       strsignal(WTERMSIG(status)));
+		ksft_test_result_fail("stress %s\n", modes[i].name);
+	}
+	ksft_finished();
 }
