@@ -65,6 +65,23 @@ range_get() {
 	done | sort -g | awk 'NR == 1 { lo = $0 } { hi = $0 } END { if (NR) print lo "-" hi }'
 }
 
+# why_no_result GETTER KEY DIRS A B: empty when GETTER (a table's reader:
+# GETTER DIRS KEY A B) finds KEY for row (A, B); else the row's skip
+# reason, its error, or "no result".
+why_no_result() {
+	local get=$1 key=$2 dirs=$3 a=$4 b=$5 skip err
+	[ -z "$("$get" "$dirs" "$key" "$a" "$b")" ] || return 0
+	skip=$("$get" "$dirs" skipped "$a" "$b")
+	err=$("$get" "$dirs" error "$a" "$b")
+	if [ -n "$skip" ]; then
+		echo "skipped: ${skip//+/ }"
+	elif [ -n "$err" ]; then
+		echo "error: ${err//+/ }"
+	else
+		echo "no result"
+	fi
+}
+
 # mttcg_dirs RUNDIR: the multi-threaded TCG boots' folders that have
 # results (run-bench.sh: RUNDIR/mttcg1, ...), one a line.
 mttcg_dirs() {

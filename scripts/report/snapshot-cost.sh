@@ -40,19 +40,7 @@ mem() {
 pct_of() { awk -v a="$1" -v m="$2" -v d="${3:-2}" 'BEGIN { if (a == "" || m == 0) print "-"; else printf "%." d "f\n", a * 100 / (m * 1024) }'; }
 
 # why_none DIRS SIZE BACKING: why a region has no result, or empty.
-why_none() {
-	local skip err
-	[ -z "$(e "$1" fork_ns "$2" "$3")" ] || return 0
-	skip=$(e "$1" skipped "$2" "$3")
-	err=$(e "$1" error "$2" "$3")
-	if [ -n "$skip" ]; then
-		echo "skipped: ${skip//+/ }"
-	elif [ -n "$err" ]; then
-		echo "error: ${err//+/ }"
-	else
-		echo "no result"
-	fi
-}
+why_none() { why_no_result e fork_ns "$@"; }
 
 # notes DIRS SIZE BACKING: what the row's numbers need said.
 notes() {

@@ -47,19 +47,7 @@ heap_share() {
 }
 
 # why_none DIRS METHOD OTHER_MIB: why a run has no result, or empty.
-why_none() {
-	local skip err
-	[ -z "$(g "$1" updates "$2" "$3")" ] || return 0
-	skip=$(g "$1" skipped "$2" "$3")
-	err=$(g "$1" error "$2" "$3")
-	if [ -n "$skip" ]; then
-		echo "skipped: ${skip//+/ }"
-	elif [ -n "$err" ]; then
-		echo "error: ${err//+/ }"
-	else
-		echo "no result"
-	fi
-}
+why_none() { why_no_result g updates "$@"; }
 
 # verified DIRS METHOD OTHER_MIB: yes, or how many boots' images failed.
 verified() {

@@ -498,7 +498,6 @@ enum { R_SRC, R_SNAP, R_MORE, R_AGAIN, NR_REGIONS };
 /* How an operation settles, on the side it is made on. */
 enum { S_NONE, S_FAULT, S_OP };
 
-#define NEED_HUGEPAGE	0x1	/* MADV_HUGEPAGE on the source before the call */
 #define WHOLE_MM	0x2	/* of the whole mm: made once, "on the source" */
 
 FIXTURE(pending) {
@@ -591,8 +590,6 @@ FIXTURE_SETUP(pending)
 	src = map_aligned(LEN);
 	ASSERT_NE(src, NULL);
 	fill_source(src);
-	if (variant->need & NEED_HUGEPAGE)
-		ASSERT_EQ(madvise(src, LEN, MADV_HUGEPAGE), 0);
 	region_init(&self->r[R_SRC], "source", src);
 }
 
@@ -766,6 +763,12 @@ static int run_madvise(struct __test_metadata *_metadata,
 	size_t n = collapse ? PMD_PAGES : T_PAGES;
 	int ret, err;
 
+	/*
+	 * MADV_HUGEPAGE here, not at setup: khugepaged could collapse the
+	 * source before the call. It settles the PMD that COLLAPSE needs.
+	 */
+	if (collapse)
+		ASSERT_EQ(madvise(p, n * PAGE, MADV_HUGEPAGE), 0);
 	ret = madvise(p, n * PAGE, op->arg);
 	err = errno;
 	if (collapse) {
@@ -887,12 +890,14 @@ static int run_fork(struct __test_metadata *_metadata,
 		    const struct _fixture_variant_pending *op)
 {
 	char why[256];
+	pid_t pid;
 
 	fflush(stdout);
 	fflush(stderr);
-	self->child = fork();
-	ASSERT_GE(self->child, 0);
-	if (!self->child) {
+	/* self is shared with the child (FIXTURE_TEARDOWN_PARENT). */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
 		int i;
 
 		for (i = R_SRC; i <= R_SNAP; i++)
@@ -902,14 +907,21 @@ static int run_fork(struct __test_metadata *_metadata,
 			}
 		_exit(0);
 	}
+	self->child = pid;
 	return 0;
 }
 
 static void post_fork(struct __test_metadata *_metadata,
 		      struct _test_data_pending *self)
 {
-	EXPECT_EQ(cow_wait_exit(self->child), 0)
-		TH_LOG("the child's view of the ranges is wrong (above)");
+	int status = 0;
+
+	ASSERT_EQ(waitpid(self->child, &status, 0), self->child);
+	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
+		TH_LOG("the child's view of the ranges is wrong (above): %s %d",
+		       WIFSIGNALED(status) ? "killed by signal" : "exit",
+		       WIFSIGNALED(status) ? WTERMSIG(status) :
+					     WEXITSTATUS(status));
 }
 
 static int run_clear_refs(struct __test_metadata *_metadata,
@@ -1479,7 +1491,7 @@ FIXTURE_VARIANT_ADD(pending, populate_write) {
 
 FIXTURE_VARIANT_ADD(pending, collapse) {
 	.name = "MADV_COLLAPSE", .run = run_madvise, .arg = MADV_COLLAPSE,
-	OP1, .need = NEED_HUGEPAGE,
+	OP1,
 };
 
 FIXTURE_VARIANT_ADD(pending, hwpoison) {
