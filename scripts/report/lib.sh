@@ -43,26 +43,27 @@ get() { r_values 1 "$@"; }
 # grid that the guest's plan (initramfs/bench.sh) ran.
 values() { r_values 0 "$@"; }
 
+# dir_values "DIR..." KEY COND...: what get says in each DIR that has
+# it, one a line, sorted numerically.
+dir_values() {
+	local dirs=$1 d v
+	shift
+	for d in $dirs; do
+		v=$(get "$d" "$@")
+		[ -z "$v" ] || echo "$v"
+	done | sort -g
+}
+
 # med_get "DIR..." KEY COND...: the median of what get says in each DIR
 # (one boot each: the middle value, the lower one of two); empty when no
 # DIR has it. One DIR: just its value.
 med_get() {
-	local dirs=$1 d v
-	shift
-	for d in $dirs; do
-		v=$(get "$d" "$@")
-		[ -z "$v" ] || echo "$v"
-	done | sort -g | awk '{ v[NR] = $0 } END { if (NR) print v[int((NR + 1) / 2)] }'
+	dir_values "$@" | awk '{ v[NR] = $0 } END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 
 # range_get "DIR..." KEY COND...: "MIN-MAX" of the DIRs' values, or empty.
 range_get() {
-	local dirs=$1 d v
-	shift
-	for d in $dirs; do
-		v=$(get "$d" "$@")
-		[ -z "$v" ] || echo "$v"
-	done | sort -g | awk 'NR == 1 { lo = $0 } { hi = $0 } END { if (NR) print lo "-" hi }'
+	dir_values "$@" | awk 'NR == 1 { lo = $0 } { hi = $0 } END { if (NR) print lo "-" hi }'
 }
 
 # why_no_result GETTER KEY DIRS A B: empty when GETTER (a table's reader:
