@@ -34,7 +34,6 @@ GUEST      := $(B)/guest$(SUFFIX)
 BZIMAGE    := $(OBJ)/arch/x86/boot/bzImage
 STOCK_BZIMAGE = $(STOCK_OBJ)/arch/x86/boot/bzImage
 INITRD     := $(GUEST)/initramfs.cpio
-SELFTESTS_PATCH := patches/0099-selftests-cow-add-the-cow-kselftest-target.patch
 # Every guest job goes through one runner: boot, results into out/JOB/,
 # one verdict (finished, exit status, kernel splats, TAP counts).
 JOB        := scripts/guest/job.sh
@@ -50,7 +49,7 @@ MM_GUEST   := $(GUEST)-mm-suites
 
 .DEFAULT_GOAL := run
 .PHONY: run check kselftest kernel initramfs qemu stock lint clean help mm-suites stress reliability \
-	deps source stock-source guest-programs selftests-patch trace mm-suites-initramfs
+	deps source stock-source guest-programs series bisect-check trace mm-suites-initramfs
 
 help:
 	@echo 'make run        build, boot, run the benchmarks, write out/report.md (default); tables E and G'
@@ -66,8 +65,9 @@ help:
 	@echo 'make mm-suites  upstream mm selftests (ksm, uffd, gup_longterm, ...): stock vs series, knobs off/on'
 	@echo 'make stress     the stress program long: plain, fail_page_alloc, failslab (STRESS_SECONDS=60; injection needs CONFIG=debug)'
 	@echo 'make reliability  out/reliability.md from the last check (this CONFIG), stress and mm-suites runs'
-	@echo 'make lint       checkpatch --strict, shellcheck, series applies, selftests patch in sync'
-	@echo 'make selftests-patch   regenerate $(SELFTESTS_PATCH) from selftests/cow'
+	@echo 'make lint       checkpatch --strict, shellcheck, the series applies (quilt and git am), patches/ is what make series makes'
+	@echo 'make series     regenerate the selftests patch from selftests/cow, rewrite patches/ as git format-patch output'
+	@echo 'make bisect-check   build the kernel at every prefix of the series (not run by CI; ~1 h on 2 cores)'
 	@echo 'make clean      remove build/ and out/'
 	@echo 'variables: KSRC=<6.12.y tree> ACCEL=auto|kvm|tcg|icount|mttcg CPUS=2 MEM=6144 CONFIG=debug|kasan TIMEOUT=1500 MTTCG_BOOTS=3'
 	@echo 'outputs: out/JOB$(SUFFIX)/ per guest job (console.log, results.out, results.tap, verdict), out/*.md, out/build/'
@@ -148,11 +148,15 @@ mm-suites: mm-suites-initramfs stock
 reliability:
 	@scripts/report/reliability.sh $(CFGNAME)
 
-selftests-patch: stock-source
-	@scripts/dev/selftests-patch.sh $(STOCK_SRC) $(SELFTESTS_PATCH)
+series: stock-source
+	@scripts/dev/selftests-patch.sh $(STOCK_SRC) patches/$$(tail -n 1 patches/series)
+	@scripts/dev/format-series.sh $(STOCK_SRC)
+
+bisect-check: stock-source
+	@scripts/dev/bisect-check.sh $(STOCK_SRC) $(B)/bisect $(FRAGS)
 
 lint: stock-source
-	@scripts/dev/lint.sh $(STOCK_SRC) $(SELFTESTS_PATCH)
+	@scripts/dev/lint.sh $(STOCK_SRC)
 
 clean:
 	rm -rf $(B) out

@@ -1,8 +1,8 @@
 # shellcheck shell=sh
 # The cow sysctls (sourced by guest.sh).
 
-# The sysctl settings under which `make check` runs the upstream mm/cow suite
-# (SPEC.md "Tests"). One setting a line; "-" means every knob at its default.
+# The sysctl settings under which `make check` runs the upstream mm/cow suite,
+# each in turn. One setting a line; "-" means every knob at its default.
 # shellcheck disable=SC2034 # used by tap.sh
 KNOB_SETTINGS='-
 cow_precopy_pages=15

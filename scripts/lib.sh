@@ -37,3 +37,43 @@ abspath() {
 	*) printf '%s/%s\n' "$PWD" "$1" ;;
 	esac
 }
+
+# series_patches DIR: the patch names of DIR/series, in order, without
+# comments and blank lines.
+series_patches() {
+	grep -v '^#' "$1/series" | sed '/^$/d'
+}
+
+# patch_md5 FILE: a checksum of what the patch changes, not of how it is
+# written: the file and hunk lines only, without git's diff/index lines and
+# the function names of hunk headers. A patch that quilt refreshed and the
+# same patch in git format-patch form have the same checksum.
+patch_md5() {
+	awk '/^(diff |--- a\/|--- \/dev\/null)/ { d = 1 }
+	     d && /^(--- |\+\+\+ |@@|[ +\\-])/ {
+		if ($0 ~ /^@@/)
+			sub(/ @@.*/, " @@")
+		print
+	     }' "$1" | md5sum | cut -d' ' -f1
+}
+
+# stock_git TREE: a git repository (build/stock.git) with one commit, TREE
+# as it is (the pristine source), made once per source and reused; prints
+# its path.
+stock_git() {
+	local tree repo stamp want
+	tree=$(abspath "$1")
+	repo=$(abspath build/stock.git)
+	stamp=$repo/cowlab-base
+	want=$(cat "$tree/.cowlab-base")
+	if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+		step "committing the pristine tree to $repo (once per source)" >&2
+		rm -rf "$repo"
+		git init -q --bare "$repo"
+		GIT_DIR=$repo GIT_WORK_TREE=$tree git add -A -f . ':!.cowlab-base'
+		GIT_DIR=$repo GIT_WORK_TREE=$tree git -c user.name=cowlab \
+			-c user.email=cowlab@localhost commit -q -m "$want"
+		echo "$want" >"$stamp"
+	fi
+	printf '%s\n' "$repo"
+}

@@ -54,10 +54,9 @@ quilt() { command quilt --quiltrc "$top/scripts/build/quiltrc" "$@"; }
 # changed, unwind only down to it, so that files of unchanged patches keep
 # their timestamps and kbuild rebuilds little.
 stamp=.cowlab-series
-# Only the diff counts: a commit message edit needs no re-apply.
-want=$(grep -v '^#' patches/series | sed '/^$/d' | while read -r p; do
-	echo "$p $(awk '/^(diff |--- a\/|--- \/dev\/null)/ { d = 1 } d' "patches/$p" | md5sum | cut -d' ' -f1)"
-done)
+# Only what a patch changes counts (patch_md5): a commit message edit or
+# a reformat needs no re-apply.
+want=$(series_patches patches | while read -r p; do echo "$p $(patch_md5 "patches/$p")"; done)
 have=$(cat "$stamp" 2>/dev/null || true)
 [ "$have" = "$want" ] && [ -n "$want" ] && exit 0
 keep=""

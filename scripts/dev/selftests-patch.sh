@@ -30,7 +30,7 @@ cp "$base/$mk" "$tmp/$mk"
 cp "$base/MAINTAINERS" "$tmp/MAINTAINERS"
 # The patch sits last in the series: its base is the pristine tree plus
 # what the patches before it do to these two files.
-grep -v '^#' "$top/patches/series" | sed '/^$/d' | sed '$d' | while read -r p; do
+series_patches "$top/patches" | sed '$d' | while read -r p; do
 	g apply --include=MAINTAINERS --include="$mk" "$top/patches/$p" ||
 		die "patches/$p does not apply to $base"
 done

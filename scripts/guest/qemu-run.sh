@@ -69,7 +69,7 @@ esac
 # hole leaves no two free aligned GiBs below 6 GiB of guest RAM.
 huge=""
 [ "$mem" -ge 6144 ] && huge="hugepagesz=1G hugepages=2"
-cmdline="console=ttyS0 panic=-1 loglevel=7 brd.rd_nr=1 brd.rd_size=262144"
+cmdline="console=ttyS0 panic=-1 loglevel=7 brd.rd_nr=1 brd.rd_size=262144 numa=fake=2"
 cmdline+=" hugepagesz=2M hugepages=16${huge:+ $huge}${keys:+ $keys} cowlab.job=$job${APPEND:+ $APPEND}"
 
 if [ "$job" = shell ]; then

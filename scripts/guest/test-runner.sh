@@ -13,8 +13,9 @@ here=$(dirname "$0")
 kernel=$1 initrd=$2 dir=$3
 mkdir -p "$dir"
 step "testing the runner itself (panic, hang, splat, CMD=, TESTS=)"
-# One cheap program and test for the jobs that run kselftests.
-cheap=snapshot_errors cheap_test=len_zero
+# One cheap program and one of its cases (a variant of its table) for the
+# jobs that run kselftests.
+cheap=snapshot_errors cheap_args="-v len_zero"
 
 # job NAME JOB [VAR=VALUE...]: run JOB through job.sh into DIR/NAME; sets
 # rc, el (seconds) and txt (what job.sh printed).
@@ -50,7 +51,7 @@ expect_fail "a guest kernel panic fails the run" selftest-panic 120 "panicked" T
 expect_fail "a guest that never powers off is killed at the timeout" \
 	selftest-hang 50 "guest hung" TIMEOUT=20
 expect_fail "a kernel splat fails a kselftest job whose tests pass" selftest-warn 120 \
-	"splat line(s)" TIMEOUT=120 GUEST_TESTS=$cheap GUEST_ARGS="-t $cheap_test"
+	"splat line(s)" TIMEOUT=120 GUEST_TESTS=$cheap GUEST_ARGS="$cheap_args"
 
 job cmd-true cmd TIMEOUT=120 GUEST_CMD=true
 r_true=$rc
@@ -61,15 +62,15 @@ else
 	echo "not ok - runner: make qemu CMD= returns the command's status # true: $r_true, false: $rc (see $dir/cmd-*.txt)"
 fi
 
-# TESTS=cheap TEST_ARGS='-t test': one program, and only that test of it.
-job filtered kselftest TIMEOUT=120 GUEST_TESTS=$cheap GUEST_ARGS="-t $cheap_test"
+# TESTS=cheap TEST_ARGS='-v variant': one program, and only that case of it.
+job filtered kselftest TIMEOUT=120 GUEST_TESTS=$cheap GUEST_ARGS="$cheap_args"
 progs=$(grep -E '^(ok|not ok) [0-9]+ [a-z]+: ' "$dir/filtered/results.tap" |
 	grep -vE '^(ok|not ok) [0-9]+ (guest|console): ' | sed 's/^[a-z ]*[0-9]* //; s/ #.*//' | tr '\n' ,)
 subs=$(grep -c '^# \(ok\|not ok\) [0-9]' "$dir/filtered/results.tap" || true)
 if [ "$rc" = 0 ] && [ "$progs" = "cow: $cheap," ] && [ "$subs" = 1 ]; then
-	echo "ok - runner: TESTS=$cheap TEST_ARGS='-t $cheap_test' runs only that (${el}s)"
+	echo "ok - runner: TESTS=$cheap TEST_ARGS='$cheap_args' runs only that (${el}s)"
 else
-	echo "not ok - runner: TESTS=$cheap TEST_ARGS='-t $cheap_test' runs only that # exit $rc, programs '$progs', $subs sub-test(s) (see $txt)"
+	echo "not ok - runner: TESTS=$cheap TEST_ARGS='$cheap_args' runs only that # exit $rc, programs '$progs', $subs sub-test(s) (see $txt)"
 fi
 
 # A TAP stream with a failing sub-test and a crashed program counts both.

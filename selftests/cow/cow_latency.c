@@ -367,7 +367,7 @@ static bool thp_cow_write(struct __test_metadata *_metadata,
 			  struct snap *before, struct snap *after,
 			  const char *mode)
 {
-	size_t pmd = cow_pmd_size();
+	size_t pmd = read_pmd_pagesize();
 	char saved[16] = "";
 	char *map, *mem;
 
@@ -451,6 +451,9 @@ FIXTURE_SETUP(cow_latency_hugetlb)
 {
 	if (access(SAMPLE_PATH, F_OK) || access(HIST_PATH, F_OK))
 		SKIP(return, "COW latency instrumentation not in this kernel");
+	if (!cow_hugetlb_size_supported(variant->kb))
+		SKIP(return, "no %lu KiB hugetlb pages in this kernel",
+		     variant->kb);
 	if (cow_hugetlb_free(variant->kb) < 2)
 		SKIP(return, "fewer than 2 free %lu KiB hugetlb pages",
 		     variant->kb);

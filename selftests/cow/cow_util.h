@@ -2,8 +2,9 @@
 /*
  * Helpers shared by the cow selftests: page-pattern fill and check, THP and
  * hugetlb discovery, /proc/self/smaps and /proc/vmstat look-ups, sysctl
- * writes, and a forked child that checks its frozen view. Include after
- * kselftest_harness.h.
+ * writes, and a forked child that checks its frozen view. The pagemap and
+ * THP helpers of the mm selftests (mm/vm_util.h) come with it. Include
+ * after kselftest_harness.h.
  */
 #ifndef COW_UTIL_H
 #define COW_UTIL_H
@@ -25,6 +26,8 @@
 #include <sys/resource.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+
+#include "mm/vm_util.h"
 
 #define COW_SUBPAGE	4096UL
 
@@ -332,12 +335,6 @@ static inline unsigned long cow_read_ulong(const char *path)
 	return v;
 }
 
-/* The PMD-sized THP size, or 0 without THP support. */
-static inline size_t cow_pmd_size(void)
-{
-	return cow_read_ulong("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
-}
-
 /* Free hugetlb pages of the given size (in KiB). */
 static inline unsigned long cow_hugetlb_free(unsigned long kb)
 {
@@ -346,6 +343,18 @@ static inline unsigned long cow_hugetlb_free(unsigned long kb)
 	snprintf(path, sizeof(path),
 		 "/sys/kernel/mm/hugepages/hugepages-%lukB/free_hugepages", kb);
 	return cow_read_ulong(path);
+}
+
+/* Does this kernel have hugetlb pages of the given size (in KiB)? */
+static inline bool cow_hugetlb_size_supported(unsigned long kb)
+{
+	size_t sizes[16];
+	int i, n = detect_hugetlb_page_sizes(sizes, ARRAY_SIZE(sizes));
+
+	for (i = 0; i < n; i++)
+		if (sizes[i] == kb * 1024)
+			return true;
+	return false;
 }
 
 /*
@@ -378,8 +387,8 @@ static inline long cow_smaps_kb(const void *addr, const char *field)
 }
 
 /*
- * cow_snapshot() and MADV_COW_UNSHARE (patches 0007 and 0008), defined
- * here for headers that predate them; the numbers are provisional.
+ * cow_snapshot() and MADV_COW_UNSHARE, defined here for headers that
+ * predate them; the numbers are provisional.
  */
 #ifndef __NR_cow_snapshot
 #define __NR_cow_snapshot	470
@@ -457,24 +466,97 @@ static inline int cow_vma_count(char *buf, size_t size)
 	return n;
 }
 
-/* pagemap bits, Documentation/admin-guide/mm/pagemap.rst */
-#define PM_PFN_MASK		((1ULL << 55) - 1)
-#define PM_MMAP_EXCLUSIVE	0x0100000000000000ULL	/* bit 56 */
-#define PM_PRESENT		0x8000000000000000ULL	/* bit 63 */
+/* A VMA of /proc/self/maps. */
+struct cow_vma {
+	unsigned long start, end;
+	char perms[5];
+	char name[64];
+};
 
-/* The pagemap entry of the page at @addr; 0 when it cannot be read. */
+/*
+ * The VMAs that intersect [start, end), at most @max into @v; how many
+ * there are, -1 on error.
+ */
+static inline int cow_vmas_in(const void *start, const void *end,
+			      struct cow_vma *v, int max)
+{
+	unsigned long s = (unsigned long)start, e = (unsigned long)end;
+	char line[512];
+	int n = 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		struct cow_vma cur = { 0 };
+		int name_at = 0;
+
+		if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &cur.start,
+			   &cur.end, cur.perms, &name_at) < 3)
+			continue;
+		if (cur.end <= s || cur.start >= e)
+			continue;
+		if (name_at)
+			snprintf(cur.name, sizeof(cur.name), "%.*s",
+				 (int)strcspn(line + name_at, "\n"),
+				 line + name_at);
+		if (n < max)
+			v[n] = cur;
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* The lines of /proc/self/maps that intersect [start, end), in @buf. */
+static inline int cow_maps_text(const void *start, const void *end,
+				char *buf, size_t size)
+{
+	unsigned long s = (unsigned long)start, e = (unsigned long)end;
+	unsigned long vs, ve;
+	char line[512];
+	size_t used = 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return -1;
+	buf[0] = '\0';
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx", &vs, &ve) != 2 || ve <= s ||
+		    vs >= e)
+			continue;
+		used += snprintf(buf + used, size - used, "%s", line);
+		if (used >= size) {
+			fclose(f);
+			return -1;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+/*
+ * The pagemap entry of the page at @addr (PM_* and PAGEMAP_PFN() of
+ * vm_util.h read it); 0 when /proc/self/pagemap cannot be opened. Opened
+ * for each read: a descriptor kept open across fork() would read the
+ * parent's page tables in the child.
+ */
 static inline uint64_t cow_pagemap(const void *addr)
 {
-	uint64_t ent = 0;
+	uint64_t ent;
 	int fd = open("/proc/self/pagemap", O_RDONLY);
 
 	if (fd < 0)
 		return 0;
-	if (pread(fd, &ent, sizeof(ent),
-		  (uintptr_t)addr / getpagesize() * sizeof(ent)) != sizeof(ent))
-		ent = 0;
+	ent = pagemap_get_entry(fd, (char *)addr);
 	close(fd);
 	return ent;
+}
+
+/* The PFN of the page at @addr; 0 when not present or not shown. */
+static inline uint64_t cow_pfn(const void *addr)
+{
+	return PAGEMAP_PFN(cow_pagemap(addr));
 }
 
 /*

@@ -2,7 +2,7 @@
 /*
  * COW after fork(): once either side writes, each keeps its own view.
  *
- * The baseline the cowlab series must never break, for every backing a COW
+ * The baseline the COW changes must never break, for every backing a COW
  * fault can hit: 4 KiB anonymous pages, a PMD-mapped THP, and 2 MiB and
  * 1 GiB hugetlb pages. Needs no kernel change; a backing the machine cannot
  * provide is skipped with the reason.
@@ -56,7 +56,7 @@ FIXTURE_SETUP(cow_fork)
 		self->map_len = self->size;
 		break;
 	case ANON_THP:
-		pmd = cow_pmd_size();
+		pmd = read_pmd_pagesize();
 		if (!pmd)
 			SKIP(return, "THP not supported by this kernel");
 		/* Twice the size, so that a PMD-aligned PMD fits inside. */
@@ -73,6 +73,9 @@ FIXTURE_SETUP(cow_fork)
 		break;
 	}
 	if (huge_kb) {
+		if (!cow_hugetlb_size_supported(huge_kb))
+			SKIP(return, "no %lu KiB hugetlb pages in this kernel",
+			     huge_kb);
 		/* The COW copy needs a second free page. */
 		if (cow_hugetlb_free(huge_kb) < 2)
 			SKIP(return, "fewer than 2 free %lu KiB hugetlb pages",

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * A bounded, seeded random run of system calls and sysctl writes that mixes
- * the cowlab interfaces with the calls they interact with: cow_snapshot(),
+ * the COW interfaces with the calls they interact with: cow_snapshot(),
  * madvise() (MADV_COW_UNSHARE among the others), mmap(), munmap(),
  * mprotect(), fork() and writes to the vm.cow_* knobs, the THP and the KSM
  * switches. Half of the calls are well formed and aimed at an arena of

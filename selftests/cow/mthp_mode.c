@@ -15,9 +15,9 @@
 
 #include "kselftest_harness.h"
 #include "cow_util.h"
+#include "mm/thp_settings.h"
 
 #define COW_MTHP_MODE_PATH	"/proc/sys/vm/cow_mthp_mode"
-#define THP_SYSFS		"/sys/kernel/mm/transparent_hugepage/"
 #define KPF_COMPOUND_HEAD	15
 #define KPF_COMPOUND_TAIL	16
 /* 1 MiB of 4 KiB pages in a 2 MiB aligned range: one page table. */
@@ -25,16 +25,10 @@
 #define SEED_OLD		1
 #define SEED_NEW		2
 
-static const char * const mthp_sizes[] = {
-	"16kB", "32kB", "64kB", "128kB", "256kB", "512kB", "1024kB", "2048kB",
-};
-
-#define NR_SIZES	ARRAY_SIZE(mthp_sizes)
-
 /* The /proc/kpageflags bits of the page mapped at @addr; 0 if unknown. */
 static uint64_t page_flags(const void *addr)
 {
-	uint64_t pfn = cow_pagemap(addr) & PM_PFN_MASK, flags = 0;
+	uint64_t pfn = cow_pfn(addr), flags = 0;
 	int fd = open("/proc/kpageflags", O_RDONLY);
 
 	if (fd < 0)
@@ -67,6 +61,13 @@ static int count_small(const char *mem, int nr)
 	return small;
 }
 
+/*
+ * This process's minor faults. getrusage() stores to the stack after it
+ * counted: to count the faults of a write, call it once before the
+ * reading the count starts from, which takes the COW fault of that stack
+ * page (the child still shares it) so that the reading after the write
+ * has none of its own.
+ */
 static long minflt(void)
 {
 	struct rusage ru;
@@ -75,25 +76,20 @@ static long minflt(void)
 	return ru.ru_minflt;
 }
 
-/* Enable only @size ("always"; NULL: none). 0 or the errno. */
-static int enable_only(const char *size)
+/* Enable only the anon mTHP of @order ("always"), every other "never". */
+static void enable_only(int order)
 {
-	char path[128];
-	unsigned int i;
-	int err;
+	struct thp_settings t;
+	int i;
 
-	for (i = 0; i < NR_SIZES; i++) {
-		snprintf(path, sizeof(path), THP_SYSFS "hugepages-%s/enabled", mthp_sizes[i]);
-		err = cow_write_file(path, size && !strcmp(size, mthp_sizes[i]) ?
-				     "always" : "never");
-		if (err && err != ENOENT)
-			return err;
-	}
-	return 0;
+	thp_read_settings(&t);
+	for (i = 0; i < NR_ORDERS; i++)
+		t.hugepages[i].enabled = i == order ? THP_ALWAYS : THP_NEVER;
+	thp_write_settings(&t);
 }
 
 FIXTURE(mthp) {
-	char saved_sizes[NR_SIZES][32];
+	bool thp_saved;
 	char saved_mode[16];
 	char *map, *mem;
 	int go;
@@ -121,18 +117,17 @@ FIXTURE_VARIANT_ADD(mthp, copy_64k) { "64kB", 16, "copy" };
 FIXTURE_SETUP(mthp)
 {
 	size_t len = NR_PAGES * getpagesize(), pmd = 2UL << 20;
-	char path[128];
-	unsigned int i;
+	int order = ffs(variant->pages) - 1;
 
 	if (access(COW_MTHP_MODE_PATH, F_OK))
 		SKIP(return, "vm.cow_mthp_mode not in this kernel");
 	ASSERT_EQ(cow_read_line(COW_MTHP_MODE_PATH, self->saved_mode,
 				sizeof(self->saved_mode)), 0);
-	for (i = 0; i < NR_SIZES; i++) {
-		snprintf(path, sizeof(path), THP_SYSFS "hugepages-%s/enabled", mthp_sizes[i]);
-		cow_read_line(path, self->saved_sizes[i], sizeof(self->saved_sizes[i]));
-	}
-	ASSERT_EQ(enable_only(variant->size), 0);
+	if (!(thp_supported_orders() & (1UL << order)))
+		SKIP(return, "no %s anon mTHP size", variant->size);
+	thp_save_settings();
+	self->thp_saved = true;
+	enable_only(order);
 	self->map = mmap(NULL, len + pmd, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(self->map, MAP_FAILED);
@@ -149,21 +144,10 @@ FIXTURE_SETUP(mthp)
 
 FIXTURE_TEARDOWN(mthp)
 {
-	char path[128];
-	unsigned int i;
-
 	if (self->saved_mode[0])
 		cow_write_file(COW_MTHP_MODE_PATH, self->saved_mode);
-	for (i = 0; i < NR_SIZES; i++) {
-		if (!self->saved_sizes[i][0])
-			continue;
-		snprintf(path, sizeof(path), THP_SYSFS "hugepages-%s/enabled", mthp_sizes[i]);
-		/* "always [madvise] never": the bracketed word is the value. */
-		if (strchr(self->saved_sizes[i], '['))
-			*strchr(strchr(self->saved_sizes[i], '['), ']') = '\0';
-		cow_write_file(path, strchr(self->saved_sizes[i], '[') ?
-			       strchr(self->saved_sizes[i], '[') + 1 : self->saved_sizes[i]);
-	}
+	if (self->thp_saved)
+		thp_restore_settings();
 	if (self->map)
 		munmap(self->map, NR_PAGES * getpagesize() + (2UL << 20));
 }
@@ -181,13 +165,14 @@ TEST_F(mthp, write_middle_of_each_folio)
 	int folios = NR_PAGES / variant->pages, i;
 	size_t off = (size_t)variant->pages / 2 * getpagesize() + 100;
 	size_t step = (size_t)variant->pages * getpagesize();
-	uint64_t head = cow_pagemap(self->mem) & PM_PFN_MASK;
+	uint64_t head = cow_pfn(self->mem);
 	unsigned long long copies;
 	long faults;
 
 	if (!self->populated)
 		return;
 	copies = cow_vmstat("cow_mthp_copy");
+	minflt();
 	faults = minflt();
 	for (i = 0; i < folios; i++)
 		self->mem[i * step + off] = SEED_NEW;
@@ -197,7 +182,7 @@ TEST_F(mthp, write_middle_of_each_folio)
 	EXPECT_EQ(faults, folios);
 	EXPECT_EQ(copies, copy ? folios : 0);
 	EXPECT_EQ(count_heads(self->mem, NR_PAGES), folios);
-	EXPECT_EQ((cow_pagemap(self->mem) & PM_PFN_MASK) != head, copy);
+	EXPECT_EQ(cow_pfn(self->mem) != head, copy);
 	EXPECT_EQ(count_small(self->mem, NR_PAGES), copy ? 0 : folios);
 	EXPECT_EQ(cow_check_or_report("parent", self->mem, NR_PAGES * getpagesize(),
 				      SEED_OLD, off, SEED_NEW), 0);
@@ -219,6 +204,7 @@ TEST_F(mthp, rewrite_all)
 
 	if (!self->populated)
 		return;
+	minflt();
 	faults = minflt();
 	memset(self->mem, SEED_NEW, len);
 	faults = minflt() - faults;

@@ -8,7 +8,6 @@
  * mTHP sizes, folio by folio. Skips on a kernel without the knobs.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <linux/userfaultfd.h>
@@ -20,6 +19,7 @@
 
 #include "kselftest_harness.h"
 #include "cow_util.h"
+#include "mm/thp_settings.h"
 
 #define SEED		1
 /* The byte each write sets; cow_fill() leaves it 0. */
@@ -86,29 +86,50 @@ FIXTURE(precopy) {
 	struct region r;
 };
 
-FIXTURE_SETUP(precopy)
+/*
+ * NR_PAGES PMD-aligned pages in small folios holding the pattern, with
+ * pre-copy off; a reason to skip, or NULL.
+ */
+static const char *region_setup(struct __test_metadata *_metadata,
+				struct cow_precopy_knobs *saved, char **map,
+				struct region *r)
 {
-	size_t pmd = cow_pmd_size() ?: 2UL << 20;
+	size_t pmd = read_pmd_pagesize() ?: 2UL << 20;
 	size_t len = NR_PAGES * page_size();
 
 	if (access(COW_PRECOPY_PAGES_PATH, F_OK) ||
 	    access(COW_PRECOPY_ADAPT_PATH, F_OK))
-		SKIP(return, "vm.cow_precopy_* not in this kernel");
-	ASSERT_EQ(cow_precopy_set(&self->saved, "0", "0"), 0);
-	self->map = mmap(NULL, 2 * pmd, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(self->map, MAP_FAILED);
-	self->r.mem = (char *)(((uintptr_t)self->map + pmd - 1) & ~(pmd - 1));
+		return "vm.cow_precopy_* not in this kernel";
+	ASSERT_EQ(cow_precopy_set(saved, "0", "0"), 0);
+	*map = mmap(NULL, 2 * pmd, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(*map, MAP_FAILED);
+	r->mem = (char *)(((uintptr_t)*map + pmd - 1) & ~(pmd - 1));
 	/* Small folios, whatever mTHP sizes are enabled. */
-	ASSERT_EQ(madvise(self->r.mem, len, MADV_NOHUGEPAGE), 0);
-	cow_fill(self->r.mem, len, SEED);
+	ASSERT_EQ(madvise(r->mem, len, MADV_NOHUGEPAGE), 0);
+	cow_fill(r->mem, len, SEED);
+	return NULL;
+}
+
+static void region_teardown(struct cow_precopy_knobs *saved, char *map)
+{
+	cow_precopy_restore(saved);
+	if (map && map != MAP_FAILED)
+		munmap(map, 2 * (read_pmd_pagesize() ?: 2UL << 20));
+}
+
+FIXTURE_SETUP(precopy)
+{
+	const char *skip = region_setup(_metadata, &self->saved, &self->map,
+					&self->r);
+
+	if (skip)
+		SKIP(return, "%s", skip);
 }
 
 FIXTURE_TEARDOWN(precopy)
 {
-	cow_precopy_restore(&self->saved);
-	if (self->map && self->map != MAP_FAILED)
-		munmap(self->map, 2 * (cow_pmd_size() ?: 2UL << 20));
+	region_teardown(&self->saved, self->map);
 }
 
 static void write_page(struct region *r, size_t i)
@@ -174,40 +195,51 @@ TEST_F(precopy, off_copies_nothing_ahead)
 	EXPECT_GE(self->r.a.minflt - self->r.b.minflt, SEQ_PAGES);
 }
 
-/* A sequential rewrite with window W takes one fault per W + 1 pages. */
-static void sequential(struct __test_metadata *_metadata, struct region *r,
-		       int w)
-{
-	char pages[16];
-	long want = (SEQ_PAGES + w) / (w + 1);
+/*
+ * A sequential rewrite with a fixed window of W pages takes one fault per
+ * W + 1 pages, for each window size.
+ */
+FIXTURE(precopy_window) {
+	struct cow_precopy_knobs saved;
+	char *map;
+	struct region r;
+};
 
-	snprintf(pages, sizeof(pages), "%d", w);
-	run_writes(_metadata, r, pages, "0", NULL, SEQ_PAGES);
+FIXTURE_VARIANT(precopy_window) {
+	const char *pages;	/* vm.cow_precopy_pages: W */
+	int window;
+};
+
+FIXTURE_VARIANT_ADD(precopy_window, window_1) { "1", 1 };
+FIXTURE_VARIANT_ADD(precopy_window, window_3) { "3", 3 };
+FIXTURE_VARIANT_ADD(precopy_window, window_15) { "15", 15 };
+FIXTURE_VARIANT_ADD(precopy_window, window_31) { "31", 31 };
+
+FIXTURE_SETUP(precopy_window)
+{
+	const char *skip = region_setup(_metadata, &self->saved, &self->map,
+					&self->r);
+
+	if (skip)
+		SKIP(return, "%s", skip);
+}
+
+FIXTURE_TEARDOWN(precopy_window)
+{
+	region_teardown(&self->saved, self->map);
+}
+
+TEST_F(precopy_window, sequential_rewrite)
+{
+	long w = variant->window, want = (SEQ_PAGES + w) / (w + 1);
+	struct region *r = &self->r;
+
+	run_writes(_metadata, r, variant->pages, "0", NULL, SEQ_PAGES);
 	EXPECT_EQ(faults(r), want);
 	/* The last window may reach past the pages written. */
 	EXPECT_EQ(precopied(r), want * w);
 	EXPECT_GE(r->a.minflt - r->b.minflt, want);
 	EXPECT_LE(r->a.minflt - r->b.minflt, want + 2);
-}
-
-TEST_F(precopy, sequential_window_1)
-{
-	sequential(_metadata, &self->r, 1);
-}
-
-TEST_F(precopy, sequential_window_3)
-{
-	sequential(_metadata, &self->r, 3);
-}
-
-TEST_F(precopy, sequential_window_15)
-{
-	sequential(_metadata, &self->r, 15);
-}
-
-TEST_F(precopy, sequential_window_31)
-{
-	sequential(_metadata, &self->r, 31);
 }
 
 /* A window never leaves the page table. */
@@ -484,58 +516,12 @@ TEST_F(precopy_sysctl, limits_accepted)
  */
 #define LARGE_PAGES	1024	/* two page tables, PMD-aligned */
 #define THP_DIR		"/sys/kernel/mm/transparent_hugepage"
-#define MTHP_MAX	16
 /* Bits of /proc/kpageflags */
 #define KPF_SWAPBACKED		14
 #define KPF_COMPOUND_HEAD	15
 #define KPF_COMPOUND_TAIL	16
 #define MEMCG_MAX	(16UL << 20)	/* memory.max of the near-limit writer */
 #define LAZY_PAGES	64	/* written after MADV_FREE, or near the limit */
-
-/* The "enabled" mode of every hugepages-* size, as it was. */
-struct mthp_saved {
-	int nr;
-	char name[MTHP_MAX][32];	/* hugepages-64kB */
-	char mode[MTHP_MAX][16];	/* the one in brackets */
-};
-
-static int mthp_save(struct mthp_saved *m)
-{
-	/* Room for any d_name, so that no path is cut short. */
-	char path[sizeof(THP_DIR "/enabled") + 256], line[128], *l, *r;
-	struct dirent *de;
-	DIR *d = opendir(THP_DIR);
-	int err = 0;
-
-	if (!d)
-		return errno;
-	for (de = readdir(d); de; de = readdir(d)) {
-		if (strncmp(de->d_name, "hugepages-", 10))
-			continue;
-		snprintf(path, sizeof(path), THP_DIR "/%s/enabled", de->d_name);
-		/* hugepages-8kB has no anon "enabled": order 1 is file-only. */
-		if (access(path, F_OK))
-			continue;
-		if (m->nr == MTHP_MAX || strlen(de->d_name) >= sizeof(m->name[0])) {
-			err = E2BIG;
-			break;
-		}
-		err = cow_read_line(path, line, sizeof(line));
-		l = err ? NULL : strchr(line, '[');
-		r = l ? strchr(l, ']') : NULL;
-		if (!err && (!r || r - l - 1 >= (long)sizeof(m->mode[0])))
-			err = EINVAL;
-		if (err)
-			break;
-		*r = '\0';
-		/* Both lengths, with the NUL, were checked above. */
-		memcpy(m->name[m->nr], de->d_name, strlen(de->d_name) + 1);
-		memcpy(m->mode[m->nr], l + 1, r - l);
-		m->nr++;
-	}
-	closedir(d);
-	return err;
-}
 
 /* Set the mode of one size, "64kB"; 0 or the errno. */
 static int mthp_set(const char *size, const char *mode)
@@ -546,17 +532,16 @@ static int mthp_set(const char *size, const char *mode)
 	return cow_write_file(path, mode);
 }
 
-/* Set every size mthp_save() found to @mode, or back to what it was. */
-static int mthp_set_all(const struct mthp_saved *m, const char *mode)
+/* Every anon mTHP size "never". */
+static void mthp_disable_all(void)
 {
-	char path[128];
-	int i, err = 0;
+	struct thp_settings t;
+	int i;
 
-	for (i = 0; i < m->nr && !err; i++) {
-		snprintf(path, sizeof(path), THP_DIR "/%s/enabled", m->name[i]);
-		err = cow_write_file(path, mode ? mode : m->mode[i]);
-	}
-	return err;
+	thp_read_settings(&t);
+	for (i = 0; i < NR_ORDERS; i++)
+		t.hugepages[i].enabled = THP_NEVER;
+	thp_write_settings(&t);
 }
 
 /* What pagemap and kpageflags say of one page of the region. */
@@ -567,8 +552,12 @@ struct page_snap {
 /* The region, what was written to it, the counters, its pages' folios. */
 struct large_state {
 	struct cow_precopy_knobs knobs;
-	struct mthp_saved mthp;
-	bool saved;		/* knobs and mTHP modes to put back */
+	/*
+	 * The THP settings to put back: here, not thp_save_settings(), for
+	 * the teardown runs in the parent.
+	 */
+	struct thp_settings thp;
+	bool saved;		/* knobs and THP settings to put back */
 	bool cgroup;		/* CGROUP_TEST to remove */
 	pid_t owner;		/* the process that mapped the region */
 	char *map, *mem;
@@ -603,20 +592,17 @@ static const char *large_missing(void)
  */
 static int large_setup(struct large_state *s)
 {
-	size_t pmd = cow_pmd_size() ?: 2UL << 20;
+	size_t pmd = read_pmd_pagesize() ?: 2UL << 20;
 	size_t len = LARGE_PAGES * page_size();
 	int err;
 
 	s->owner = getpid();
-	err = mthp_save(&s->mthp);
-	if (err)
-		return err;
+	thp_read_settings(&s->thp);
 	s->saved = true;
 	err = cow_precopy_set(&s->knobs, "0", "0");
-	if (!err)
-		err = mthp_set_all(&s->mthp, "never");
 	if (err)
 		return err;
+	mthp_disable_all();
 	s->map_len = len + pmd;
 	s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -632,7 +618,7 @@ static void large_teardown(struct large_state *s)
 {
 	if (s->saved) {
 		cow_precopy_restore(&s->knobs);
-		mthp_set_all(&s->mthp, NULL);
+		thp_write_settings(&s->thp);
 	}
 	if (s->cgroup)
 		rmdir(CGROUP_TEST);
@@ -717,7 +703,7 @@ static void large_snapshot(struct __test_metadata *_metadata,
 		off = ((uintptr_t)s->mem / page_size() + i) * sizeof(ps->ent);
 		ASSERT_EQ(pread(pm, &ps->ent, sizeof(ps->ent), off),
 			  sizeof(ps->ent));
-		pfn = ps->ent & PM_PFN_MASK;
+		pfn = PAGEMAP_PFN(ps->ent);
 		ASSERT_TRUE(ps->ent & PM_PRESENT) TH_LOG("page %zu", i);
 		ASSERT_NE(pfn, 0) TH_LOG("page %zu: no PFN in pagemap", i);
 		ASSERT_EQ(pread(kpf, &ps->flags, sizeof(ps->flags),
@@ -801,7 +787,7 @@ static long large_folios(const struct large_state *s, int order, size_t lo,
 	const char *bad;
 
 	for (i = 0; i < LARGE_PAGES; i++) {
-		pfn = s->snap[i].ent & PM_PFN_MASK;
+		pfn = PAGEMAP_PFN(s->snap[i].ent);
 		head = s->snap[i].flags & (1ULL << KPF_COMPOUND_HEAD);
 		tail = s->snap[i].flags & (1ULL << KPF_COMPOUND_TAIL);
 		excl = s->snap[i].ent & PM_MMAP_EXCLUSIVE;
@@ -1059,7 +1045,7 @@ static long swapbacked_pages(const char *mem, size_t nr)
 	if (kpf < 0)
 		return -1;
 	for (i = 0; i < nr && n >= 0; i++) {
-		uint64_t pfn = cow_pagemap(mem + i * page_size()) & PM_PFN_MASK;
+		uint64_t pfn = cow_pfn(mem + i * page_size());
 
 		if (!pfn || pread(kpf, &flags, sizeof(flags),
 				  pfn * sizeof(flags)) != sizeof(flags))

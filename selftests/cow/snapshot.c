@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * cow_snapshot() and MADV_COW_UNSHARE: what they do.
+ * cow_snapshot(): what it does.
  *
  * cow_snapshot(start, len, dst, flags) makes, in the caller's own address
  * space, a copy-on-write copy of private anonymous memory. These tests
@@ -8,8 +8,8 @@
  * which pages stay shared (pagemap), the counters (cow_snapshot_pages,
  * cow_copy, RSS), the VMAs in /proc/self/maps, THPs, pinned pages, fork(),
  * snapshots of snapshots, and a snapshot taken while other threads write.
- * MADV_COW_UNSHARE breaks COW sharing in advance: which pages it copies and
- * what it leaves alone. The errors are in snapshot_errors.c.
+ * The errors are in snapshot_errors.c; MADV_COW_UNSHARE, which breaks the
+ * sharing in advance, is in unshare.c.
  *
  * Every test skips on a kernel without the system call.
  */
@@ -126,7 +126,7 @@ static char *free_area(size_t len)
 
 static uint64_t pfn(const void *addr)
 {
-	return cow_pagemap(addr) & PM_PFN_MASK;
+	return cow_pfn(addr);
 }
 
 static bool present(const void *addr)
@@ -143,72 +143,6 @@ static bool exclusive(const void *addr)
 static bool pfns_visible(const void *addr)
 {
 	return pfn(addr) != 0;
-}
-
-/* A VMA of /proc/self/maps. */
-struct vma {
-	unsigned long start, end;
-	char perms[5];
-	char name[64];
-};
-
-/* The VMAs that intersect [start, end), at most @max; how many there are. */
-static int vmas_in(const void *start, const void *end, struct vma *v,
-		   int max)
-{
-	unsigned long s = (unsigned long)start, e = (unsigned long)end;
-	char line[512];
-	int n = 0;
-	FILE *f = fopen("/proc/self/maps", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		struct vma cur = { 0 };
-		int name_at = 0;
-
-		if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &cur.start,
-			   &cur.end, cur.perms, &name_at) < 3)
-			continue;
-		if (cur.end <= s || cur.start >= e)
-			continue;
-		if (name_at)
-			snprintf(cur.name, sizeof(cur.name), "%.*s",
-				 (int)strcspn(line + name_at, "\n"),
-				 line + name_at);
-		if (n < max)
-			v[n] = cur;
-		n++;
-	}
-	fclose(f);
-	return n;
-}
-
-/* The lines of /proc/self/maps that intersect [start, end), in @buf. */
-static int maps_text(const void *start, const void *end, char *buf,
-		     size_t size)
-{
-	unsigned long s = (unsigned long)start, e = (unsigned long)end;
-	unsigned long vs, ve;
-	char line[512];
-	size_t used = 0;
-	FILE *f = fopen("/proc/self/maps", "r");
-
-	if (!f)
-		return -1;
-	buf[0] = '\0';
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx", &vs, &ve) != 2 || ve <= s ||
-		    vs >= e)
-			continue;
-		used += snprintf(buf + used, size - used, "%s", line);
-		if (used >= size) {
-			fclose(f);
-			return -1;
-		}
-	}
-	fclose(f);
-	return 0;
 }
 
 /* The VmFlags line of the smaps entry of the VMA at @addr, in @buf. */
@@ -318,28 +252,18 @@ FIXTURE_TEARDOWN(snap)
 static void expect_copy(struct __test_metadata *_metadata, const char *src,
 			const char *s, size_t len)
 {
-	struct vma v;
+	struct cow_vma v;
 
 	ASSERT_NE(s, MAP_FAILED) TH_LOG("cow_snapshot: %s", strerror(errno));
 	EXPECT_EQ((uintptr_t)s % PAGE, 0);
 	EXPECT_TRUE(s + len <= src || s >= src + len)
 		TH_LOG("snapshot %p overlaps the source %p", s, src);
 	EXPECT_EQ(memcmp(s, src, len), 0);
-	ASSERT_EQ(vmas_in(s, s + len, &v, 1), 1);
+	ASSERT_EQ(cow_vmas_in(s, s + len, &v, 1), 1);
 	EXPECT_LE(v.start, (unsigned long)s);
 	EXPECT_GE(v.end, (unsigned long)s + len);
 	EXPECT_STREQ(v.perms, "rw-p");
 	EXPECT_STREQ(v.name, "");
-}
-
-/* dst 0: the kernel picks the address; every byte is the source's. */
-TEST_F(snap, kernel_dst_same_content)
-{
-	char *s = cow_snapshot(self->src, self->len, NULL, 0);
-
-	expect_copy(_metadata, self->src, s, self->len);
-	EXPECT_EQ(verify(s, self->len, SEED, NULL, 0), -1);
-	EXPECT_EQ(verify(self->src, self->len, SEED, NULL, 0), -1);
 }
 
 /* dst a free address without the flag: a hint that is taken, like mmap. */
@@ -358,7 +282,7 @@ TEST_F(snap, hint_dst_same_content)
 /* A hint on a busy address goes elsewhere and leaves that mapping alone. */
 TEST_F(snap, hint_on_busy_address_goes_elsewhere)
 {
-	struct vma v;
+	struct cow_vma v;
 	char *busy, *s;
 
 	busy = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
@@ -369,7 +293,7 @@ TEST_F(snap, hint_on_busy_address_goes_elsewhere)
 	expect_copy(_metadata, self->src, s, self->len);
 	EXPECT_TRUE(s + self->len <= busy || s >= busy + self->len);
 	/* Still one private read-write VMA over it, with its data. */
-	ASSERT_EQ(vmas_in(busy, busy + self->len, &v, 1), 1);
+	ASSERT_EQ(cow_vmas_in(busy, busy + self->len, &v, 1), 1);
 	EXPECT_LE(v.start, (unsigned long)busy);
 	EXPECT_GE(v.end, (unsigned long)busy + self->len);
 	EXPECT_STREQ(v.perms, "rw-p");
@@ -398,39 +322,6 @@ TEST_F(snap, len_rounded_up_to_pages)
 	expect_copy(_metadata, self->src, s, 4 * PAGE);
 	EXPECT_EQ(cow_vmstat("cow_snapshot_pages") - before, 4);
 	EXPECT_EQ(verify(s, 4 * PAGE, SEED, NULL, 0), -1);
-}
-
-/* A write to the source: the snapshot keeps the old data in every page. */
-TEST_F(snap, source_write_not_in_snapshot)
-{
-	struct poke pk = { 5 * PAGE + OFF, 0x5a5a5a5a };
-	char *s = cow_snapshot(self->src, self->len, NULL, 0);
-	size_t i;
-
-	ASSERT_NE(s, MAP_FAILED) TH_LOG("cow_snapshot: %s", strerror(errno));
-	do_poke(self->src, &pk);
-	EXPECT_EQ(verify(s, self->len, SEED, NULL, 0), -1);
-	EXPECT_EQ(verify(self->src, self->len, SEED, &pk, 1), -1);
-	/* Only the page written differs. */
-	for (i = 0; i < NR_PAGES; i++)
-		EXPECT_EQ(memcmp(s + i * PAGE, self->src + i * PAGE, PAGE) != 0,
-			  i == 5) TH_LOG("page %zu", i);
-}
-
-/* A write to the snapshot: the source keeps the old data. */
-TEST_F(snap, snapshot_write_not_in_source)
-{
-	struct poke pk = { 11 * PAGE + OFF, 0xa5a5a5a5 };
-	char *s = cow_snapshot(self->src, self->len, NULL, 0);
-	size_t i;
-
-	ASSERT_NE(s, MAP_FAILED) TH_LOG("cow_snapshot: %s", strerror(errno));
-	do_poke(s, &pk);
-	EXPECT_EQ(verify(self->src, self->len, SEED, NULL, 0), -1);
-	EXPECT_EQ(verify(s, self->len, SEED, &pk, 1), -1);
-	for (i = 0; i < NR_PAGES; i++)
-		EXPECT_EQ(memcmp(s + i * PAGE, self->src + i * PAGE, PAGE) != 0,
-			  i == 11) TH_LOG("page %zu", i);
 }
 
 /*
@@ -528,16 +419,16 @@ TEST_F(snap, multi_vma_source_keeps_protections)
 {
 	static const char * const perms[] = { "rw-p", "r--p", "rw-p" };
 	size_t len = 9 * PAGE;
-	struct vma v[4];
+	struct cow_vma v[4];
 	char *s;
 	int i;
 
 	ASSERT_EQ(mprotect(self->src + 3 * PAGE, 3 * PAGE, PROT_READ), 0);
-	ASSERT_EQ(vmas_in(self->src, self->src + len, v, 4), 3);
+	ASSERT_EQ(cow_vmas_in(self->src, self->src + len, v, 4), 3);
 	s = cow_snapshot(self->src, len, NULL, 0);
 	ASSERT_NE(s, MAP_FAILED) TH_LOG("cow_snapshot: %s", strerror(errno));
 	EXPECT_EQ(memcmp(s, self->src, len), 0);
-	ASSERT_EQ(vmas_in(s, s + len, v, 4), 3);
+	ASSERT_EQ(cow_vmas_in(s, s + len, v, 4), 3);
 	for (i = 0; i < 3; i++) {
 		EXPECT_STREQ(v[i].perms, perms[i]) TH_LOG("VMA %d", i);
 		if (i > 0)
@@ -562,18 +453,18 @@ TEST_F(snap, partial_vma_source_not_split)
 {
 	char before[1024], after[1024];
 	size_t len = 8 * PAGE;
-	struct vma v;
+	struct cow_vma v;
 	char *s;
 
-	ASSERT_EQ(maps_text(self->src, self->src + self->len, before,
-			    sizeof(before)), 0);
+	ASSERT_EQ(cow_maps_text(self->src, self->src + self->len, before,
+				sizeof(before)), 0);
 	s = cow_snapshot(self->src + 4 * PAGE, len, NULL, 0);
 	ASSERT_NE(s, MAP_FAILED) TH_LOG("cow_snapshot: %s", strerror(errno));
-	ASSERT_EQ(maps_text(self->src, self->src + self->len, after,
-			    sizeof(after)), 0);
+	ASSERT_EQ(cow_maps_text(self->src, self->src + self->len, after,
+				sizeof(after)), 0);
 	EXPECT_STREQ(before, after);
 	EXPECT_EQ(verify_from(s, len, SEED, 4 * PAGE / 8, NULL, 0), -1);
-	ASSERT_EQ(vmas_in(s, s + len, &v, 1), 1);
+	ASSERT_EQ(cow_vmas_in(s, s + len, &v, 1), 1);
 	EXPECT_STREQ(v.perms, "rw-p");
 }
 
@@ -722,7 +613,7 @@ TEST_F(snap, vma_flags_kept_and_dropped)
 {
 	char flags[512];
 	char *s;
-	struct vma v;
+	struct cow_vma v;
 
 	ASSERT_EQ(madvise(self->src, self->len, MADV_WIPEONFORK), 0);
 	if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, self->src, self->len,
@@ -737,9 +628,9 @@ TEST_F(snap, vma_flags_kept_and_dropped)
 	EXPECT_TRUE(has_vm_flag(flags, "nh")) TH_LOG("VmFlags:%s", flags);
 	EXPECT_TRUE(has_vm_flag(flags, "wf")) TH_LOG("VmFlags:%s", flags);
 	EXPECT_FALSE(has_vm_flag(flags, "lo")) TH_LOG("VmFlags:%s", flags);
-	ASSERT_EQ(vmas_in(self->src, self->src + PAGE, &v, 1), 1);
+	ASSERT_EQ(cow_vmas_in(self->src, self->src + PAGE, &v, 1), 1);
 	if (strstr(v.name, "cow_snap_test")) {
-		ASSERT_EQ(vmas_in(s, s + PAGE, &v, 1), 1);
+		ASSERT_EQ(cow_vmas_in(s, s + PAGE, &v, 1), 1);
 		EXPECT_STREQ(v.name, "[anon:cow_snap_test]");
 	}
 	EXPECT_EQ(verify(s, self->len, SEED, NULL, 0), -1);
@@ -879,7 +770,155 @@ TEST_F(snap_pin, pinned_page_copied_eagerly)
 }
 
 /*
- * THP: a PMD-mapped, 2 MiB aligned huge page filled with the pattern.
+ * A PMD-mapped, PMD-aligned THP filled with the pattern, in the middle of
+ * twice its size mapped at *map; a reason to skip, or NULL.
+ */
+static const char *map_thp_source(struct __test_metadata *_metadata,
+				  char **map, char **mem, size_t *pmd)
+{
+	*pmd = read_pmd_pagesize();
+	if (!*pmd)
+		return "THP not supported by this kernel";
+	*mem = cow_map_thp(*pmd, map);
+	ASSERT_NE(*mem, NULL);
+	fill(*mem, *pmd, SEED);
+	if (cow_smaps_kb(*mem, "AnonHugePages") < (long)(*pmd / 1024))
+		return "no PMD-mapped THP populated (THP disabled?)";
+	return NULL;
+}
+
+/*
+ * What a write does on either side of a snapshot, for each backing of
+ * private anonymous memory: NR_PAGES pages in small folios, or one
+ * PMD-mapped THP. Every word holds the pattern of SEED.
+ */
+FIXTURE(backing) {
+	char *map, *src;
+	size_t len, map_len;
+	struct cow_precopy_knobs precopy;
+};
+
+FIXTURE_VARIANT(backing) {
+	bool thp;
+	size_t src_page;	/* the page a test writes in the source */
+	size_t snap_page;	/* the page a test writes in the snapshot */
+};
+
+FIXTURE_VARIANT_ADD(backing, anon_4k) {
+	.thp = false, .src_page = 5, .snap_page = 11,
+};
+
+FIXTURE_VARIANT_ADD(backing, anon_thp) {
+	.thp = true, .src_page = 17, .snap_page = 300,
+};
+
+FIXTURE_SETUP(backing)
+{
+	const char *skip;
+
+	if (!cow_snapshot_present())
+		SKIP(return, COW_NO_SNAPSHOT);
+	if (variant->thp) {
+		skip = map_thp_source(_metadata, &self->map, &self->src,
+				      &self->len);
+		self->map_len = 2 * self->len;
+		if (skip)
+			SKIP(return, "%s", skip);
+	} else {
+		self->len = NR_PAGES * PAGE;
+		self->map_len = self->len;
+		self->map = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(self->map, MAP_FAILED);
+		self->src = self->map;
+		ASSERT_EQ(madvise(self->src, self->len, MADV_NOHUGEPAGE), 0);
+		fill(self->src, self->len, SEED);
+	}
+	/* Only the page written is copied: no pre-copy around it. */
+	ASSERT_EQ(cow_precopy_set(&self->precopy, "0", "0"), 0);
+}
+
+FIXTURE_TEARDOWN(backing)
+{
+	cow_precopy_restore(&self->precopy);
+	if (self->map && self->map != MAP_FAILED)
+		munmap(self->map, self->map_len);
+}
+
+/*
+ * A snapshot of the whole source, the kernel picking dst: a copy of it
+ * (expect_copy()). A THP is shared at PMD level: the snapshot has the
+ * same offset in a PMD (0), both VMAs show the huge page in
+ * AnonHugePages, with the same PFNs, neither exclusive.
+ */
+static char *snapshot_of(struct __test_metadata *_metadata, char *src,
+			 size_t len, bool thp)
+{
+	long kb = len / 1024;
+	char *s = cow_snapshot(src, len, NULL, 0);
+
+	expect_copy(_metadata, src, s, len);
+	if (!thp)
+		return s;
+	EXPECT_EQ((uintptr_t)s % len, 0)
+		TH_LOG("kernel-chosen dst %p not PMD-aligned", s);
+	EXPECT_EQ(cow_smaps_kb(s, "AnonHugePages"), kb);
+	EXPECT_EQ(cow_smaps_kb(src, "AnonHugePages"), kb);
+	if (pfns_visible(src)) {
+		EXPECT_EQ(pfn(s), pfn(src));
+		EXPECT_EQ(pfn(s + len - PAGE),
+			  pfn(src + len - PAGE));
+		EXPECT_FALSE(exclusive(s));
+		EXPECT_FALSE(exclusive(src));
+	}
+	return s;
+}
+
+/* dst 0: the kernel picks the address; every byte is the source's. */
+TEST_F(backing, kernel_dst_same_content)
+{
+	char *s = snapshot_of(_metadata, self->src, self->len, variant->thp);
+
+	EXPECT_EQ(verify(s, self->len, SEED, NULL, 0), -1);
+	EXPECT_EQ(verify(self->src, self->len, SEED, NULL, 0), -1);
+}
+
+/*
+ * A write to the source: the snapshot keeps the old data in every page,
+ * all of the huge page for a THP; only the page written differs.
+ */
+TEST_F(backing, source_write_not_in_snapshot)
+{
+	struct poke pk = { variant->src_page * PAGE + OFF, 0x5a5a5a5a };
+	char *s = snapshot_of(_metadata, self->src, self->len, variant->thp);
+	size_t i;
+
+	do_poke(self->src, &pk);
+	EXPECT_EQ(verify(s, self->len, SEED, NULL, 0), -1);
+	EXPECT_EQ(verify(self->src, self->len, SEED, &pk, 1), -1);
+	for (i = 0; i < self->len / PAGE; i++)
+		EXPECT_EQ(memcmp(s + i * PAGE, self->src + i * PAGE, PAGE) != 0,
+			  i == variant->src_page) TH_LOG("page %zu", i);
+}
+
+/* A write to the snapshot: the source keeps the old data. */
+TEST_F(backing, snapshot_write_not_in_source)
+{
+	struct poke pk = { variant->snap_page * PAGE + OFF, 0xa5a5a5a5 };
+	char *s = snapshot_of(_metadata, self->src, self->len, variant->thp);
+	size_t i;
+
+	do_poke(s, &pk);
+	EXPECT_EQ(verify(self->src, self->len, SEED, NULL, 0), -1);
+	EXPECT_EQ(verify(s, self->len, SEED, &pk, 1), -1);
+	for (i = 0; i < self->len / PAGE; i++)
+		EXPECT_EQ(memcmp(s + i * PAGE, self->src + i * PAGE, PAGE) != 0,
+			  i == variant->snap_page) TH_LOG("page %zu", i);
+}
+
+/*
+ * snap_thp: the THP of backing's anon_thp, for what only a huge page
+ * does.
  */
 FIXTURE(snap_thp) {
 	char *map, *mem;
@@ -889,16 +928,13 @@ FIXTURE(snap_thp) {
 
 FIXTURE_SETUP(snap_thp)
 {
+	const char *skip;
+
 	if (!cow_snapshot_present())
 		SKIP(return, COW_NO_SNAPSHOT);
-	self->pmd = cow_pmd_size();
-	if (!self->pmd)
-		SKIP(return, "THP not supported by this kernel");
-	self->mem = cow_map_thp(self->pmd, &self->map);
-	ASSERT_NE(self->mem, NULL);
-	fill(self->mem, self->pmd, SEED);
-	if (cow_smaps_kb(self->mem, "AnonHugePages") < (long)(self->pmd / 1024))
-		SKIP(return, "no PMD-mapped THP populated (THP disabled?)");
+	skip = map_thp_source(_metadata, &self->map, &self->mem, &self->pmd);
+	if (skip)
+		SKIP(return, "%s", skip);
 	ASSERT_EQ(cow_precopy_set(&self->precopy, "0", "0"), 0);
 }
 
@@ -907,65 +943,6 @@ FIXTURE_TEARDOWN(snap_thp)
 	cow_precopy_restore(&self->precopy);
 	if (self->mem)
 		munmap(self->map, 2 * self->pmd);
-}
-
-/*
- * Kernel-chosen dst for a whole THP: same offset in 2 MiB (0), and the
- * huge page is shared at PMD level: both VMAs show it in AnonHugePages.
- */
-static char *thp_snapshot(struct __test_metadata *_metadata, char *mem,
-			  size_t pmd)
-{
-	long kb = pmd / 1024;
-	char *s = cow_snapshot(mem, pmd, NULL, 0);
-
-	if (s == MAP_FAILED) {
-		TH_LOG("cow_snapshot: %s", strerror(errno));
-		return NULL;
-	}
-	EXPECT_EQ((uintptr_t)s % pmd, 0)
-		TH_LOG("kernel-chosen dst %p not 2 MiB aligned", s);
-	EXPECT_EQ(cow_smaps_kb(s, "AnonHugePages"), kb);
-	EXPECT_EQ(cow_smaps_kb(mem, "AnonHugePages"), kb);
-	EXPECT_EQ(memcmp(s, mem, pmd), 0);
-	if (pfns_visible(mem)) {
-		EXPECT_EQ(pfn(s), pfn(mem));
-		EXPECT_EQ(pfn(s + pmd - PAGE),
-			  pfn(mem + pmd - PAGE));
-		EXPECT_FALSE(exclusive(s));
-		EXPECT_FALSE(exclusive(mem));
-	}
-	return s;
-}
-
-TEST_F(snap_thp, kernel_dst_shares_pmd)
-{
-	ASSERT_NE(thp_snapshot(_metadata, self->mem, self->pmd), NULL);
-	EXPECT_EQ(verify(self->mem, self->pmd, SEED, NULL, 0), -1);
-}
-
-/* A write to the snapshot's huge page: the source keeps all 2 MiB. */
-TEST_F(snap_thp, write_snapshot_source_keeps)
-{
-	struct poke pk = { 300 * PAGE + OFF, 0x5a };
-	char *s = thp_snapshot(_metadata, self->mem, self->pmd);
-
-	ASSERT_NE(s, NULL);
-	do_poke(s, &pk);
-	EXPECT_EQ(verify(self->mem, self->pmd, SEED, NULL, 0), -1);
-	EXPECT_EQ(verify(s, self->pmd, SEED, &pk, 1), -1);
-}
-
-/* A write to the source's huge page: the snapshot keeps all 2 MiB. */
-TEST_F(snap_thp, write_source_snapshot_keeps)
-{
-	struct poke pk = { 17 * PAGE + OFF, 0xa5 };
-	char *s = thp_snapshot(_metadata, self->mem, self->pmd);
-
-	ASSERT_NE(s, NULL);
-	do_poke(self->mem, &pk);
-	EXPECT_EQ(verify(s, self->pmd, SEED, NULL, 0), -1);
-	EXPECT_EQ(verify(self->mem, self->pmd, SEED, &pk, 1), -1);
 }
 
 /*
@@ -1004,26 +981,6 @@ TEST_F(snap_thp, fixed_dst_other_offset)
 	do_poke(s, &pd);
 	EXPECT_EQ(verify(self->mem, self->pmd, SEED, &ps, 1), -1);
 	EXPECT_EQ(verify(s, self->pmd, SEED, &pd, 1), -1);
-}
-
-/*
- * MADV_COW_UNSHARE on one page of a huge page shared at PMD level splits
- * the PMD and makes that page the source's own.
- */
-TEST_F(snap_thp, unshare_splits_pmd)
-{
-	char *s = thp_snapshot(_metadata, self->mem, self->pmd);
-
-	ASSERT_NE(s, NULL);
-	ASSERT_EQ(madvise(self->mem, PAGE, MADV_COW_UNSHARE), 0)
-		TH_LOG("madvise: %s", strerror(errno));
-	EXPECT_EQ(cow_smaps_kb(self->mem, "AnonHugePages"), 0);
-	if (pfns_visible(self->mem)) {
-		EXPECT_TRUE(exclusive(self->mem));
-		EXPECT_NE(pfn(self->mem), pfn(s));
-	}
-	EXPECT_EQ(verify(self->mem, self->pmd, SEED, NULL, 0), -1);
-	EXPECT_EQ(verify(s, self->pmd, SEED, NULL, 0), -1);
 }
 
 /*
@@ -1256,286 +1213,6 @@ TEST_F_TIMEOUT(snap_race, snapshots_are_one_instant, 120)
 	EXPECT_GT(r.writes, (unsigned long long)r.snaps);
 	EXPECT_EQ(image_ok(r.img, r.img->version, why, sizeof(why)), 0)
 		TH_LOG("source: %s", why);
-}
-
-/*
- * MADV_COW_UNSHARE. UN_PAGES pages, every fourth one (1, 5, ...) never
- * touched, the others each filled with its own pattern.
- */
-#define UN_PAGES	32
-
-static bool un_hole(size_t i)
-{
-	return i % 4 == 1;
-}
-
-static int un_data_ok(const char *mem)
-{
-	size_t i;
-
-	for (i = 0; i < UN_PAGES; i++)
-		if (!un_hole(i) &&
-		    verify(mem + i * PAGE, PAGE, SEED + i, NULL, 0) != -1)
-			return 1;
-	return 0;
-}
-
-/* The child's check: its view of the populated pages is intact. */
-static int un_child_check(void *mem)
-{
-	return un_data_ok(mem);
-}
-
-FIXTURE(unshare) {
-	char *mem;
-	size_t len;
-	long populated;
-	uint64_t pfn[UN_PAGES];
-	struct cow_precopy_knobs precopy;
-};
-
-FIXTURE_SETUP(unshare)
-{
-	size_t i;
-
-	if (!cow_snapshot_present())
-		SKIP(return, COW_NO_SNAPSHOT);
-	self->len = UN_PAGES * PAGE;
-	self->mem = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(self->mem, MAP_FAILED);
-	ASSERT_EQ(madvise(self->mem, self->len, MADV_NOHUGEPAGE), 0);
-	for (i = 0; i < UN_PAGES; i++) {
-		if (un_hole(i))
-			continue;
-		fill(self->mem + i * PAGE, PAGE, SEED + i);
-		self->populated++;
-	}
-	if (!pfns_visible(self->mem))
-		SKIP(return, "pagemap shows no PFNs (needs CAP_SYS_ADMIN)");
-	/* Counted copies are the unshared pages, no pre-copy. */
-	ASSERT_EQ(cow_precopy_set(&self->precopy, "0", "0"), 0);
-}
-
-FIXTURE_TEARDOWN(unshare)
-{
-	cow_precopy_restore(&self->precopy);
-	if (self->mem && self->mem != MAP_FAILED)
-		munmap(self->mem, self->len);
-}
-
-/*
- * pagemap of the populated pages of @mem: present, @excl as given; note
- * their PFNs in @pfn. Holes: not present. Never reads the memory itself.
- */
-static void un_expect_pages(struct __test_metadata *_metadata,
-			    const char *mem, uint64_t *pfn, bool excl)
-{
-	size_t i;
-
-	for (i = 0; i < UN_PAGES; i++) {
-		uint64_t e = cow_pagemap(mem + i * PAGE);
-
-		if (un_hole(i)) {
-			EXPECT_FALSE(e & PM_PRESENT) TH_LOG("hole %zu", i);
-			continue;
-		}
-		EXPECT_TRUE(e & PM_PRESENT) TH_LOG("page %zu", i);
-		EXPECT_EQ(!!(e & PM_MMAP_EXCLUSIVE), excl)
-			TH_LOG("page %zu", i);
-		pfn[i] = e & PM_PFN_MASK;
-	}
-}
-
-/* PFNs of the populated pages: all changed (@moved) or all the same. */
-static void un_expect_pfns(struct __test_metadata *_metadata,
-			   const uint64_t *pfn, const uint64_t *old,
-			   bool moved)
-{
-	size_t i;
-
-	for (i = 0; i < UN_PAGES; i++)
-		if (!un_hole(i))
-			EXPECT_EQ(pfn[i] != old[i], moved)
-				TH_LOG("page %zu", i);
-}
-
-/*
- * After fork(), with the child still mapping every page: the populated
- * pages are copied, now the parent's own; holes stay holes; protections
- * and data unchanged on both sides; cow_copy counts one per page; and
- * the next write to them copies nothing more.
- */
-TEST_F(unshare, after_fork_copies_populated_pages)
-{
-	static char maps_before[1024], maps_after[1024];
-	struct cow_counts b, a, b2, a2;
-	uint64_t old[UN_PAGES];
-	size_t i;
-	int go, ret;
-	pid_t pid;
-
-	pid = cow_fork_waiter(un_child_check, self->mem, &go);
-	ASSERT_GT(pid, 0);
-	un_expect_pages(_metadata, self->mem, self->pfn, false);
-	memcpy(old, self->pfn, sizeof(old));
-	ASSERT_EQ(maps_text(self->mem, self->mem + self->len, maps_before,
-			    sizeof(maps_before)), 0);
-
-	cow_counts_before(&b, &a);
-	ret = madvise(self->mem, self->len, MADV_COW_UNSHARE);
-	cow_get_counts(&a);
-	ASSERT_EQ(ret, 0) TH_LOG("madvise: %s", strerror(errno));
-	EXPECT_EQ(a.cow_copy - b.cow_copy, self->populated);
-
-	un_expect_pages(_metadata, self->mem, self->pfn, true);
-	un_expect_pfns(_metadata, self->pfn, old, true);
-	ASSERT_EQ(maps_text(self->mem, self->mem + self->len, maps_after,
-			    sizeof(maps_after)), 0);
-	EXPECT_STREQ(maps_before, maps_after);
-	EXPECT_EQ(un_data_ok(self->mem), 0);
-
-	/* Writable: the next writes reuse the pages, no copy. */
-	cow_counts_before(&b2, &a2);
-	for (i = 0; i < UN_PAGES; i++) {
-		char *c = self->mem + i * PAGE + OFF;
-
-		if (!un_hole(i))
-			__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED),
-					 __ATOMIC_RELAXED);
-	}
-	cow_get_counts(&a2);
-	EXPECT_EQ(a2.cow_copy - b2.cow_copy, 0);
-
-	EXPECT_EQ(cow_checker_result(pid, go), 0)
-		TH_LOG("the child's view changed");
-}
-
-/*
- * A read-only mapping: unshared all the same, and still read-only (a
- * write from a child kills it with SIGSEGV).
- */
-TEST_F(unshare, read_only_stays_read_only)
-{
-	char before[1024], after[1024];
-	struct vma v;
-	int go, status;
-	pid_t pid;
-
-	ASSERT_EQ(mprotect(self->mem, self->len, PROT_READ), 0);
-	pid = cow_fork_waiter(un_child_check, self->mem, &go);
-	ASSERT_GT(pid, 0);
-	un_expect_pages(_metadata, self->mem, self->pfn, false);
-	ASSERT_EQ(maps_text(self->mem, self->mem + self->len, before,
-			    sizeof(before)), 0);
-	ASSERT_EQ(madvise(self->mem, self->len, MADV_COW_UNSHARE), 0)
-		TH_LOG("madvise: %s", strerror(errno));
-	un_expect_pages(_metadata, self->mem, self->pfn, true);
-	ASSERT_EQ(maps_text(self->mem, self->mem + self->len, after,
-			    sizeof(after)), 0);
-	EXPECT_STREQ(before, after);
-	ASSERT_EQ(vmas_in(self->mem, self->mem + self->len, &v, 1), 1);
-	EXPECT_STREQ(v.perms, "r--p");
-	EXPECT_EQ(un_data_ok(self->mem), 0);
-	EXPECT_EQ(cow_checker_result(pid, go), 0);
-
-	pid = fork();
-	ASSERT_GE(pid, 0);
-	if (pid == 0) {
-		__atomic_store_n(self->mem, 1, __ATOMIC_RELAXED);
-		_exit(0);
-	}
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
-	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV)
-		TH_LOG("a write to the read-only mapping did not fault");
-}
-
-/* Pages already exclusive: nothing copied, nothing moved. */
-TEST_F(unshare, exclusive_pages_copy_nothing)
-{
-	struct cow_counts b, a;
-	uint64_t old[UN_PAGES];
-	int ret;
-
-	un_expect_pages(_metadata, self->mem, self->pfn, true);
-	memcpy(old, self->pfn, sizeof(old));
-	cow_counts_before(&b, &a);
-	ret = madvise(self->mem, self->len, MADV_COW_UNSHARE);
-	cow_get_counts(&a);
-	ASSERT_EQ(ret, 0) TH_LOG("madvise: %s", strerror(errno));
-	EXPECT_EQ(a.cow_copy - b.cow_copy, 0);
-	un_expect_pages(_metadata, self->mem, self->pfn, true);
-	un_expect_pfns(_metadata, self->pfn, old, false);
-	EXPECT_EQ(un_data_ok(self->mem), 0);
-}
-
-/*
- * After cow_snapshot(), unsharing the source gives it its own copies; the
- * snapshot keeps the pages it shared, and its data.
- */
-TEST_F(unshare, breaks_snapshot_sharing)
-{
-	struct cow_counts b, a;
-	uint64_t old[UN_PAGES];
-	size_t i;
-	char *s;
-	int ret;
-
-	s = cow_snapshot(self->mem, self->len, NULL, 0);
-	ASSERT_NE(s, MAP_FAILED) TH_LOG("cow_snapshot: %s", strerror(errno));
-	un_expect_pages(_metadata, self->mem, self->pfn, false);
-	memcpy(old, self->pfn, sizeof(old));
-	for (i = 0; i < UN_PAGES; i++)
-		if (!un_hole(i))
-			EXPECT_EQ(pfn(s + i * PAGE), old[i])
-				TH_LOG("page %zu", i);
-
-	cow_counts_before(&b, &a);
-	ret = madvise(self->mem, self->len, MADV_COW_UNSHARE);
-	cow_get_counts(&a);
-	ASSERT_EQ(ret, 0) TH_LOG("madvise: %s", strerror(errno));
-	EXPECT_EQ(a.cow_copy - b.cow_copy, self->populated);
-
-	un_expect_pages(_metadata, self->mem, self->pfn, true);
-	un_expect_pfns(_metadata, self->pfn, old, true);
-	for (i = 0; i < UN_PAGES; i++) {
-		if (un_hole(i))
-			continue;
-		EXPECT_EQ(pfn(s + i * PAGE), old[i]) TH_LOG("page %zu", i);
-		EXPECT_TRUE(exclusive(s + i * PAGE)) TH_LOG("page %zu", i);
-	}
-	EXPECT_EQ(un_data_ok(self->mem), 0);
-	EXPECT_EQ(un_data_ok(s), 0);
-}
-
-/*
- * The copies are the parent's data and nothing else backs them: MADV_FREE
- * of another mapping of them must not let reclaim discard them. Unshare
- * after fork(), fork() again, MADV_FREE in that child, then reclaim
- * (MADV_PAGEOUT) in the parent once that child is gone. A regression test:
- * an unshare copy was mapped clean on a clean folio, and so became
- * lazily freeable by any process that shared it.
- */
-TEST_F(unshare, copies_survive_madv_free_elsewhere)
-{
-	int go, status;
-	pid_t pid, child;
-
-	pid = cow_fork_waiter(un_child_check, self->mem, &go);
-	ASSERT_GT(pid, 0);
-	ASSERT_EQ(madvise(self->mem, self->len, MADV_COW_UNSHARE), 0)
-		TH_LOG("madvise: %s", strerror(errno));
-	child = fork();
-	ASSERT_GE(child, 0);
-	if (child == 0)
-		_exit(madvise(self->mem, self->len, MADV_FREE) ? 1 : 0);
-	ASSERT_EQ(waitpid(child, &status, 0), child);
-	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
-		TH_LOG("MADV_FREE in the child failed");
-	ASSERT_EQ(madvise(self->mem, self->len, MADV_PAGEOUT), 0)
-		TH_LOG("MADV_PAGEOUT: %s", strerror(errno));
-	EXPECT_EQ(un_data_ok(self->mem), 0);
-	EXPECT_EQ(cow_checker_result(pid, go), 0);
 }
 
 TEST_HARNESS_MAIN

@@ -218,7 +218,7 @@ static bool present(const void *addr)
 
 static uint64_t pfn(const void *addr)
 {
-	return pagemap(addr) & PM_PFN_MASK;
+	return PAGEMAP_PFN(pagemap(addr));
 }
 
 static bool exclusive(const void *addr)
@@ -2195,7 +2195,7 @@ TEST_F(fallback, pmds_deferred)
 			SKIP(return, "KVM_CREATE_VM: %s", strerror(errno));
 		break;
 	case F_THP:
-		if (!cow_pmd_size())
+		if (!read_pmd_pagesize())
 			SKIP(return, "no THP");
 		break;
 	}
@@ -2964,7 +2964,7 @@ TEST_F_TIMEOUT(khugepaged, skips_pending, 180)
 	double end;
 	int i;
 
-	if (!cow_pmd_size())
+	if (!read_pmd_pagesize())
 		SKIP(return, "no THP");
 	src = map_aligned(LEN);
 	control = map_aligned(PMD_LEN);

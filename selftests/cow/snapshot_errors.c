@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * cow_snapshot() and MADV_COW_UNSHARE: every error of the interface.
+ * cow_snapshot(): every error of the interface.
  *
  * Each rejected call must leave everything as it was: the test reads
  * /proc/self/maps and the vmstat counter cow_snapshot_pages just before
@@ -8,6 +8,12 @@
  * Nothing between the two reads may allocate (a malloc() could grow the
  * heap, a new mapping would change the text): the files are read with
  * open()/read() into static buffers.
+ *
+ * The bad arguments and the mappings that cannot be snapshot are a table,
+ * bad_call: one variant per call, with the errno it must fail with. The
+ * errors that need a child (capabilities, resource limits, a full address
+ * space) or a sysctl are tests of their own. The errors of
+ * MADV_COW_UNSHARE are in unshare.c.
  *
  * Then a bounded run of random arguments: each call returns a snapshot
  * (its data is checked, then it is unmapped) or fails with one of the
@@ -196,25 +202,6 @@ static int reject(const char *what, unsigned long start, size_t len,
 	return check_call(what, ret, err, -1, want, n0, n1, v0, v1);
 }
 
-/* madvise(MADV_COW_UNSHARE) must return @want_ret (errno @want). */
-static int unshare_call(const char *what, void *addr, size_t len,
-			long want_ret, int want)
-{
-	long long v0, v1;
-	ssize_t n0, n1;
-	long ret;
-	int err;
-
-	v0 = read_vmstat(COUNTER);
-	n0 = cow_read_file("/proc/self/maps", maps_before, MAPS_MAX);
-	errno = 0;
-	ret = madvise(addr, len, MADV_COW_UNSHARE);
-	err = errno;
-	n1 = cow_read_file("/proc/self/maps", maps_after, MAPS_MAX);
-	v1 = read_vmstat(COUNTER);
-	return check_call(what, ret, err, want_ret, want, n0, n1, v0, v1);
-}
-
 /* Run @fn(@arg) in a child; its exit code, -1 when it did not exit. */
 static int in_child(int (*fn)(void *), void *arg)
 {
@@ -314,11 +301,6 @@ static int drop_cap(int cap)
  * GAP_PAGES unmapped on both sides (at set-up: a later mmap() may fill
  * them).
  */
-FIXTURE(err) {
-	char *src;
-	size_t len;
-};
-
 static void map_source(struct __test_metadata *_metadata, char **src,
 		       size_t *len)
 {
@@ -336,6 +318,626 @@ static void map_source(struct __test_metadata *_metadata, char **src,
 	watch(*src, *len, SEED);
 }
 
+/* A mapping to snapshot that must be refused as a whole. */
+static char *map_filled(int flags, int fd, size_t len, uint64_t seed)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	cow_fill(p, len, seed);
+	watch(p, len, seed);
+	return p;
+}
+
+static int memfd(size_t len)
+{
+	int fd = memfd_create("cow_snapshot_errors", MFD_CLOEXEC);
+
+	if (fd >= 0 && ftruncate(fd, len)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/* A filled, watched 2 MiB hugetlb page; NULL (errno set) without one. */
+static char *map_hugetlb_2m(uint64_t seed)
+{
+	size_t len = 2UL << 20;
+	char *p;
+
+	if (cow_hugetlb_free(2048) < 1) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1,
+		 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	cow_fill(p, len, seed);
+	watch(p, len, seed);
+	return p;
+}
+
+/*
+ * bad_call: one call of cow_snapshot() per variant, which must fail with
+ * the variant's errno and change nothing.
+ *
+ * What the call's start points into. Most rows use the SRC_PAGES of
+ * private anonymous memory (ANON); the others set up a mapping that
+ * cannot be snapshot, as a whole or in the middle.
+ */
+enum source {
+	ANON,			/* the SRC_PAGES, with GAP_PAGES free around */
+	ANON_HOLE,		/* ... page 3 unmapped */
+	ANON_DONTFORK,		/* ... MADV_DONTFORK */
+	ANON_DONTFORK_MIDDLE,	/* ... pages 3 and 4 MADV_DONTFORK */
+	ANON_SHARED_MIDDLE,	/* ... pages 3 and 4 MAP_SHARED */
+	SHARED_THEN_HOLE,	/* ... pages 0-3 MAP_SHARED, page 4 unmapped */
+	SHARED_ANON,		/* MAP_SHARED | MAP_ANONYMOUS */
+	MEMFD_PRIVATE,		/* a memfd, MAP_PRIVATE */
+	MEMFD_SHARED,		/* a memfd, MAP_SHARED */
+	DEV_ZERO_PRIVATE,	/* /dev/zero, MAP_PRIVATE: anonymous, with a file */
+	FILE_PRIVATE,		/* this program's own file mapping */
+	HUGETLB_PRIVATE,	/* a 2 MiB hugetlb page, MAP_PRIVATE */
+	DROPPABLE,		/* MAP_DROPPABLE */
+	VDSO,			/* [vdso] */
+	VVAR,			/* [vvar] (VM_PFNMAP) */
+};
+
+/* Where start and dst are: this, plus the row's offset. */
+enum where {
+	AT_ZERO,	/* 0: the offset is the address (dst: 0, no dst) */
+	AT_SOURCE,	/* the source's first page */
+	AT_TASK_SIZE,	/* the top of the user address space */
+	AT_FREE,	/* a free range, twice the source's length */
+	AT_BUSY,	/* another mapping, four times the source's length */
+	AT_PARTLY_BUSY,	/* a free range of the source's length but its last page */
+};
+
+/* What len is: */
+enum len_from {
+	LEN_SOURCE,	/* the source's length, plus the row's len */
+	LEN_ABS,	/* the row's len */
+	LEN_TO_ZERO,	/* from start to the address len (mod 2^64) */
+	LEN_TO_TASK_SIZE, /* from start to TASK_SIZE + len */
+};
+
+/* What a row's source, start and dst refer to. */
+struct bad_call_maps {
+	char *src;		/* the SRC_PAGES */
+	size_t len;
+	char *map;		/* the source when it is not ANON */
+	size_t map_len;
+	char *busy, *partly;	/* what AT_BUSY and AT_PARTLY_BUSY map */
+};
+
+FIXTURE(bad_call) {
+	struct bad_call_maps m;
+	unsigned long start, dst;
+	size_t call_len;
+};
+
+FIXTURE_VARIANT(bad_call) {
+	enum source source;
+	enum where start;
+	unsigned long offset;
+	enum len_from len_from;
+	unsigned long len;
+	enum where dst;
+	unsigned long dst_offset;
+	unsigned int flags;
+	int err;
+};
+
+/* Flags other than COW_SNAPSHOT_FIXED and COW_SNAPSHOT_EAGER. */
+FIXTURE_VARIANT_ADD(bad_call, flags_bit_2) {
+	.start = AT_SOURCE, .flags = 0x4, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, flags_bit_31) {
+	.start = AT_SOURCE, .flags = 1U << 31, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, flags_all_bits) {
+	.start = AT_SOURCE, .flags = ~0U, .err = EINVAL,
+};
+
+/* FIXED with an unknown bit, to a free dst: would succeed without it. */
+FIXTURE_VARIANT_ADD(bad_call, flags_fixed_and_unknown_bit) {
+	.start = AT_SOURCE, .dst = AT_FREE,
+	.flags = COW_SNAPSHOT_FIXED | 0x4, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, start_unaligned) {
+	.start = AT_SOURCE, .offset = 1, .len = -PAGE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, start_unaligned_2048) {
+	.start = AT_SOURCE, .offset = 2048, .len_from = LEN_ABS, .len = PAGE,
+	.err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, len_zero) {
+	.start = AT_SOURCE, .len_from = LEN_ABS, .len = 0, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, len_zero_fixed) {
+	.start = AT_SOURCE, .len_from = LEN_ABS, .len = 0, .dst = AT_FREE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+/* len -4096: start + len wraps around. */
+FIXTURE_VARIANT_ADD(bad_call, len_overflow) {
+	.start = AT_SOURCE, .len_from = LEN_ABS, .len = -PAGE, .err = EINVAL,
+};
+
+/* len ULONG_MAX: rounding it up to a page overflows. */
+FIXTURE_VARIANT_ADD(bad_call, len_rounding_overflows) {
+	.start = AT_SOURCE, .len_from = LEN_ABS, .len = ~0UL, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, len_rounding_overflows_4094) {
+	.start = AT_SOURCE, .len_from = LEN_ABS, .len = ~0UL - (PAGE - 2),
+	.err = EINVAL,
+};
+
+/* start + len just past the top of the address space, to page 1... */
+FIXTURE_VARIANT_ADD(bad_call, start_plus_len_wraps) {
+	.start = AT_SOURCE, .len_from = LEN_TO_ZERO, .len = PAGE,
+	.err = EINVAL,
+};
+
+/* ... and to 0. */
+FIXTURE_VARIANT_ADD(bad_call, start_plus_len_wraps_to_zero) {
+	.start = AT_SOURCE, .len_from = LEN_TO_ZERO, .len = 0, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, start_kernel_address) {
+	.start = AT_ZERO, .offset = KERNEL_ADDR, .len_from = LEN_ABS,
+	.len = PAGE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, start_kernel_text) {
+	.start = AT_ZERO, .offset = 0xffffffff81000000UL, .len_from = LEN_ABS,
+	.len = PAGE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, start_top_page) {
+	.start = AT_ZERO, .offset = -PAGE, .len_from = LEN_ABS, .len = PAGE,
+	.err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, start_at_task_size) {
+	.start = AT_TASK_SIZE, .len_from = LEN_ABS, .len = PAGE,
+	.err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, start_at_1_shl_47) {
+	.start = AT_ZERO, .offset = 1L << 47, .len_from = LEN_ABS, .len = PAGE,
+	.err = EINVAL,
+};
+
+/* Below TASK_SIZE, but the range crosses it: EINVAL before ENOMEM. */
+FIXTURE_VARIANT_ADD(bad_call, range_crosses_task_size) {
+	.start = AT_TASK_SIZE, .offset = -PAGE, .len_from = LEN_ABS,
+	.len = 2 * PAGE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, range_from_source_crosses_task_size) {
+	.start = AT_SOURCE, .len_from = LEN_TO_TASK_SIZE, .len = PAGE,
+	.err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_unaligned) {
+	.start = AT_SOURCE, .dst = AT_FREE, .dst_offset = 1,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_unaligned_2048) {
+	.start = AT_SOURCE, .dst = AT_FREE, .dst_offset = 2048,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_kernel_address) {
+	.start = AT_SOURCE, .dst = AT_ZERO, .dst_offset = KERNEL_ADDR,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+/* The source's length below 2^64. */
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_top_pages) {
+	.start = AT_SOURCE, .dst = AT_ZERO, .dst_offset = -SRC_PAGES * PAGE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_crosses_task_size) {
+	.start = AT_SOURCE, .len_from = LEN_ABS, .len = 2 * PAGE,
+	.dst = AT_TASK_SIZE, .dst_offset = -PAGE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_at_task_size) {
+	.start = AT_SOURCE, .len_from = LEN_ABS, .len = PAGE,
+	.dst = AT_TASK_SIZE, .flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+/* dst over the source: EINVAL, checked before EEXIST. */
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_is_start) {
+	.start = AT_SOURCE, .dst = AT_SOURCE, .flags = COW_SNAPSHOT_FIXED,
+	.err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_overlaps_source_start) {
+	.start = AT_SOURCE, .dst = AT_SOURCE, .dst_offset = -PAGE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+/* dst = start - len + 4096 */
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_overlaps_source_first_page) {
+	.start = AT_SOURCE, .dst = AT_SOURCE,
+	.dst_offset = -(SRC_PAGES - 1) * PAGE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+/* dst = end - 4096 */
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_overlaps_source_end) {
+	.start = AT_SOURCE, .dst = AT_SOURCE,
+	.dst_offset = (SRC_PAGES - 1) * PAGE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_overlaps_source_second_page) {
+	.start = AT_SOURCE, .dst = AT_SOURCE, .dst_offset = PAGE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+/* FIXED never replaces: dst on another mapping... */
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_on_mapping) {
+	.start = AT_SOURCE, .dst = AT_BUSY, .flags = COW_SNAPSHOT_FIXED,
+	.err = EEXIST,
+};
+
+/* ... inside one... */
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_inside_mapping) {
+	.start = AT_SOURCE, .len_from = LEN_ABS, .len = PAGE, .dst = AT_BUSY,
+	.dst_offset = 3 * PAGE, .flags = COW_SNAPSHOT_FIXED, .err = EEXIST,
+};
+
+/* ... or free but for its last page. */
+FIXTURE_VARIANT_ADD(bad_call, fixed_dst_partly_on_mapping) {
+	.start = AT_SOURCE, .dst = AT_PARTLY_BUSY,
+	.flags = COW_SNAPSHOT_FIXED, .err = EEXIST,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, start_unmapped) {
+	.start = AT_FREE, .err = ENOMEM,
+};
+
+/* Unmapped start, mapped after it. */
+FIXTURE_VARIANT_ADD(bad_call, start_in_gap_before) {
+	.start = AT_SOURCE, .offset = -2 * PAGE, .len_from = LEN_ABS,
+	.len = 4 * PAGE, .err = ENOMEM,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, hole_in_middle) {
+	.source = ANON_HOLE, .start = AT_SOURCE, .err = ENOMEM,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, hole_in_middle_fixed) {
+	.source = ANON_HOLE, .start = AT_SOURCE, .dst = AT_FREE,
+	.flags = COW_SNAPSHOT_FIXED, .err = ENOMEM,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, range_past_vma_end) {
+	.start = AT_SOURCE, .len = PAGE, .err = ENOMEM,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, range_from_middle_past_vma_end) {
+	.start = AT_SOURCE, .offset = 4 * PAGE, .err = ENOMEM,
+};
+
+/* Mappings that are no private anonymous memory. */
+FIXTURE_VARIANT_ADD(bad_call, map_shared_anonymous) {
+	.source = SHARED_ANON, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, memfd_private) {
+	.source = MEMFD_PRIVATE, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, memfd_shared) {
+	.source = MEMFD_SHARED, .start = AT_SOURCE, .err = EINVAL,
+};
+
+/*
+ * MAP_PRIVATE of /dev/zero is anonymous memory with a file attached: it is
+ * refused with the file mappings. (A snapshot of it once took no
+ * reference on the file: unmapping both sides freed it twice.)
+ */
+FIXTURE_VARIANT_ADD(bad_call, dev_zero_private) {
+	.source = DEV_ZERO_PRIVATE, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, file_private) {
+	.source = FILE_PRIVATE, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, hugetlb_private) {
+	.source = HUGETLB_PRIVATE, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, madv_dontfork) {
+	.source = ANON_DONTFORK, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, madv_dontfork_fixed) {
+	.source = ANON_DONTFORK, .start = AT_SOURCE, .dst = AT_FREE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+/*
+ * Private, shared, private: nothing is created, not even for the
+ * first VMA.
+ */
+FIXTURE_VARIANT_ADD(bad_call, multi_vma_middle_shared) {
+	.source = ANON_SHARED_MIDDLE, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, multi_vma_middle_shared_fixed) {
+	.source = ANON_SHARED_MIDDLE, .start = AT_SOURCE, .dst = AT_FREE,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+/* Private, DONTFORK, private. */
+FIXTURE_VARIANT_ADD(bad_call, multi_vma_middle_dontfork) {
+	.source = ANON_DONTFORK_MIDDLE, .start = AT_SOURCE, .err = EINVAL,
+};
+
+/* Order: a hole wins over a VMA of the wrong type. */
+FIXTURE_VARIANT_ADD(bad_call, order_hole_before_type) {
+	.source = SHARED_THEN_HOLE, .start = AT_SOURCE, .err = ENOMEM,
+};
+
+/*
+ * Order: the source's type and holes win over a busy FIXED dst. (The
+ * busy mapping is four times the source: dst may not overlap the source
+ * even when it lands right below it.)
+ */
+FIXTURE_VARIANT_ADD(bad_call, order_type_before_eexist) {
+	.source = SHARED_ANON, .start = AT_SOURCE, .dst = AT_BUSY,
+	.flags = COW_SNAPSHOT_FIXED, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, order_hole_before_eexist) {
+	.start = AT_SOURCE, .len = PAGE, .dst = AT_BUSY,
+	.flags = COW_SNAPSHOT_FIXED, .err = ENOMEM,
+};
+
+/* Special mappings. */
+FIXTURE_VARIANT_ADD(bad_call, vdso) {
+	.source = VDSO, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, vdso_first_page) {
+	.source = VDSO, .start = AT_SOURCE, .len_from = LEN_ABS, .len = PAGE,
+	.err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, vvar) {
+	.source = VVAR, .start = AT_SOURCE, .err = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_call, map_droppable) {
+	.source = DROPPABLE, .start = AT_SOURCE, .err = EINVAL,
+};
+
+/*
+ * Set up the variant's source in place of (or in) the SRC_PAGES; a reason
+ * to skip, or NULL.
+ */
+static const char *setup_source(struct __test_metadata *_metadata,
+				struct bad_call_maps *m,
+				enum source source)
+{
+	unsigned long start, end;
+	char *mid = m->src + 3 * PAGE;
+	int fd;
+
+	m->map = m->src;
+	m->map_len = m->len;
+	switch (source) {
+	case ANON:
+		break;
+	case ANON_HOLE:
+		ASSERT_EQ(munmap(m->src + 3 * PAGE, PAGE), 0);
+		nr_watched = 0;
+		watch(m->src, 3 * PAGE, SEED);
+		break;
+	case ANON_DONTFORK:
+		ASSERT_EQ(madvise(m->src, m->len, MADV_DONTFORK), 0);
+		break;
+	case ANON_DONTFORK_MIDDLE:
+		ASSERT_EQ(madvise(mid, 2 * PAGE, MADV_DONTFORK), 0);
+		break;
+	case ANON_SHARED_MIDDLE:
+		ASSERT_EQ(mmap(mid, 2 * PAGE, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
+			  mid);
+		nr_watched = 0;
+		watch(m->src, 3 * PAGE, SEED);
+		cow_fill(mid, 2 * PAGE, 11);
+		watch(mid, 2 * PAGE, 11);
+		break;
+	case SHARED_THEN_HOLE:
+		ASSERT_EQ(mmap(m->src, 4 * PAGE, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
+			  m->src);
+		ASSERT_EQ(munmap(m->src + 4 * PAGE, PAGE), 0);
+		nr_watched = 0;
+		cow_fill(m->src, 4 * PAGE, 12);
+		watch(m->src, 4 * PAGE, 12);
+		break;
+	case SHARED_ANON:
+		m->map = map_filled(MAP_SHARED | MAP_ANONYMOUS, -1,
+				    m->len, 7);
+		ASSERT_NE(m->map, NULL);
+		break;
+	case MEMFD_PRIVATE:
+	case MEMFD_SHARED:
+		fd = memfd(m->len);
+		ASSERT_GE(fd, 0);
+		m->map = map_filled(source == MEMFD_SHARED ? MAP_SHARED :
+				       MAP_PRIVATE, fd, m->len, 8);
+		close(fd);
+		ASSERT_NE(m->map, NULL);
+		break;
+	case DEV_ZERO_PRIVATE:
+		fd = open("/dev/zero", O_RDWR);
+		if (fd < 0)
+			return "/dev/zero cannot be opened";
+		m->map = map_filled(MAP_PRIVATE, fd, m->len, 10);
+		close(fd);
+		ASSERT_NE(m->map, NULL);
+		break;
+	case FILE_PRIVATE:
+		if (find_file_private(&start, &end))
+			return "no private file mapping in /proc/self/maps";
+		m->map = (char *)start;
+		m->map_len = end - start;
+		break;
+	case HUGETLB_PRIVATE:
+		m->map_len = 2UL << 20;
+		m->map = map_hugetlb_2m(10);
+		if (!m->map)
+			return "no 2 MiB hugetlb page";
+		break;
+	case DROPPABLE:
+		m->map = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
+			      MAP_DROPPABLE | MAP_ANONYMOUS, -1, 0);
+		if (m->map == MAP_FAILED && errno == EINVAL)
+			return "MAP_DROPPABLE not supported";
+		ASSERT_NE(m->map, MAP_FAILED);
+		/* Not watched: the kernel may drop its pages. */
+		memset(m->map, 1, m->len);
+		break;
+	case VDSO:
+	case VVAR:
+		if (find_mapping(source == VDSO ? "[vdso]" : "[vvar]", &start,
+				 &end))
+			return "no such special mapping in /proc/self/maps";
+		m->map = (char *)start;
+		m->map_len = end - start;
+		break;
+	}
+	return NULL;
+}
+
+/* The address a row's start or dst names. */
+static unsigned long where(struct bad_call_maps *m, enum where w,
+			   unsigned long offset)
+{
+	unsigned long base = 0;
+
+	switch (w) {
+	case AT_ZERO:
+		break;
+	case AT_SOURCE:
+		base = (unsigned long)m->map;
+		break;
+	case AT_TASK_SIZE:
+		base = task_size();
+		break;
+	case AT_FREE:
+		base = free_area(2 * m->map_len);
+		break;
+	case AT_BUSY:
+		base = (unsigned long)m->busy;
+		break;
+	case AT_PARTLY_BUSY:
+		base = (unsigned long)m->partly;
+		break;
+	}
+	return base + offset;
+}
+
+FIXTURE_SETUP(bad_call)
+{
+	const char *skip;
+
+	if (!cow_snapshot_present())
+		SKIP(return, COW_NO_SNAPSHOT);
+	map_source(_metadata, &self->m.src, &self->m.len);
+	skip = setup_source(_metadata, &self->m, variant->source);
+	if (skip)
+		SKIP(return, "%s", skip);
+	if (variant->dst == AT_BUSY) {
+		self->m.busy = mmap(NULL, 4 * self->m.map_len,
+				    PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(self->m.busy, MAP_FAILED);
+		cow_fill(self->m.busy, 4 * self->m.map_len, SEED + 1);
+		watch(self->m.busy, 4 * self->m.map_len, SEED + 1);
+	}
+	if (variant->dst == AT_PARTLY_BUSY) {
+		self->m.partly = mmap(NULL, self->m.map_len,
+				      PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(self->m.partly, MAP_FAILED);
+		ASSERT_EQ(munmap(self->m.partly, self->m.map_len - PAGE), 0);
+		cow_fill(self->m.partly + self->m.map_len - PAGE, PAGE, SEED + 2);
+		watch(self->m.partly + self->m.map_len - PAGE, PAGE, SEED + 2);
+	}
+
+	self->start = where(&self->m, variant->start, variant->offset);
+	self->dst = where(&self->m, variant->dst, variant->dst_offset);
+	switch (variant->len_from) {
+	case LEN_SOURCE:
+		self->call_len = self->m.map_len + variant->len;
+		break;
+	case LEN_ABS:
+		self->call_len = variant->len;
+		break;
+	case LEN_TO_ZERO:
+		self->call_len = variant->len - self->start;
+		break;
+	case LEN_TO_TASK_SIZE:
+		self->call_len = task_size() + variant->len - self->start;
+		break;
+	}
+	ASSERT_TRUE(variant->start != AT_FREE || self->start);
+	ASSERT_TRUE(variant->dst != AT_FREE || self->dst);
+}
+
+FIXTURE_TEARDOWN(bad_call)
+{
+	/* The process ends with the test: nothing else to unmap. */
+	if (self->m.src)
+		munmap(self->m.src, self->m.len);
+}
+
+TEST_F(bad_call, rejected)
+{
+	char what[160];
+
+	snprintf(what, sizeof(what),
+		 "cow_snapshot(%#lx, %#zx, %#lx, %#x), want %s",
+		 self->start, self->call_len, self->dst, variant->flags,
+		 strerror(variant->err));
+	EXPECT_EQ(reject(what, self->start, self->call_len, self->dst,
+			 variant->flags, variant->err), 0);
+}
+
+/*
+ * The errors that need a process of their own: SRC_PAGES as for
+ * bad_call's ANON.
+ */
+FIXTURE(err) {
+	char *src;
+	size_t len;
+};
+
 FIXTURE_SETUP(err)
 {
 	if (!cow_snapshot_present())
@@ -350,184 +952,6 @@ FIXTURE_TEARDOWN(err)
 }
 
 #define SRC	((unsigned long)self->src)
-
-/*
- * A flag other than COW_SNAPSHOT_FIXED and COW_SNAPSHOT_EAGER, whatever
- * else is valid.
- */
-TEST_F(err, flags_bit_2)
-{
-	EXPECT_EQ(reject("flags 0x4", SRC, self->len, 0, 0x4, EINVAL), 0);
-}
-
-TEST_F(err, flags_bit_31)
-{
-	EXPECT_EQ(reject("flags 1<<31", SRC, self->len, 0, 1U << 31, EINVAL),
-		  0);
-}
-
-TEST_F(err, flags_all_bits)
-{
-	EXPECT_EQ(reject("flags ~0", SRC, self->len, 0, ~0U, EINVAL), 0);
-}
-
-/* FIXED with an unknown bit, to a free dst: would succeed without it. */
-TEST_F(err, flags_fixed_and_unknown_bit)
-{
-	unsigned long dst = free_area(self->len);
-
-	ASSERT_NE(dst, 0);
-	EXPECT_EQ(reject("flags FIXED|0x4", SRC, self->len, dst,
-			 COW_SNAPSHOT_FIXED | 0x4, EINVAL), 0);
-}
-
-TEST_F(err, start_unaligned)
-{
-	EXPECT_EQ(reject("start + 1", SRC + 1, self->len - PAGE, 0, 0, EINVAL),
-		  0);
-	EXPECT_EQ(reject("start + 2048", SRC + 2048, PAGE, 0, 0, EINVAL), 0);
-}
-
-TEST_F(err, len_zero)
-{
-	EXPECT_EQ(reject("len 0", SRC, 0, 0, 0, EINVAL), 0);
-	EXPECT_EQ(reject("len 0 FIXED", SRC, 0, free_area(PAGE),
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-}
-
-/* len -4096: start + len wraps around. */
-TEST_F(err, len_overflow)
-{
-	EXPECT_EQ(reject("len -4096", SRC, -PAGE, 0, 0, EINVAL), 0);
-}
-
-/* len ULONG_MAX: rounding it up to a page overflows. */
-TEST_F(err, len_rounding_overflows)
-{
-	EXPECT_EQ(reject("len ~0", SRC, ~0UL, 0, 0, EINVAL), 0);
-	EXPECT_EQ(reject("len ~0 - 4094", SRC, ~0UL - (PAGE - 2), 0, 0,
-			 EINVAL), 0);
-}
-
-/* start + len just past the top of the address space, to page 1. */
-TEST_F(err, start_plus_len_wraps)
-{
-	EXPECT_EQ(reject("start + len == 4096 (mod 2^64)", SRC, -SRC + PAGE,
-			 0, 0, EINVAL), 0);
-	EXPECT_EQ(reject("start + len == 0 (mod 2^64)", SRC, -SRC, 0, 0,
-			 EINVAL), 0);
-}
-
-TEST_F(err, start_kernel_address)
-{
-	EXPECT_EQ(reject("direct map", KERNEL_ADDR, PAGE, 0, 0, EINVAL), 0);
-	EXPECT_EQ(reject("kernel text", 0xffffffff81000000UL, PAGE, 0, 0,
-			 EINVAL), 0);
-	EXPECT_EQ(reject("top page", -PAGE, PAGE, 0, 0, EINVAL), 0);
-}
-
-TEST_F(err, start_at_task_size)
-{
-	unsigned long ts = task_size();
-
-	EXPECT_EQ(reject("start TASK_SIZE", ts, PAGE, 0, 0, EINVAL), 0);
-	EXPECT_EQ(reject("start 1 << 47", 1UL << 47, PAGE, 0, 0, EINVAL), 0);
-}
-
-/* Below TASK_SIZE, but the range crosses it: EINVAL before ENOMEM. */
-TEST_F(err, range_crosses_task_size)
-{
-	unsigned long ts = task_size();
-
-	EXPECT_EQ(reject("TASK_SIZE - 4096, 2 pages", ts - PAGE, 2 * PAGE, 0,
-			 0, EINVAL), 0);
-	EXPECT_EQ(reject("source, len to TASK_SIZE + 4096", SRC,
-			 ts + PAGE - SRC, 0, 0, EINVAL), 0);
-}
-
-TEST_F(err, fixed_dst_unaligned)
-{
-	unsigned long dst = free_area(2 * self->len);
-
-	ASSERT_NE(dst, 0);
-	EXPECT_EQ(reject("dst + 1", SRC, self->len, dst + 1,
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-	EXPECT_EQ(reject("dst + 2048", SRC, self->len, dst + 2048,
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-}
-
-TEST_F(err, fixed_dst_kernel_address)
-{
-	EXPECT_EQ(reject("dst direct map", SRC, self->len, KERNEL_ADDR,
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-	EXPECT_EQ(reject("dst top pages", SRC, self->len, -self->len,
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-}
-
-TEST_F(err, fixed_dst_crosses_task_size)
-{
-	unsigned long ts = task_size();
-
-	EXPECT_EQ(reject("dst TASK_SIZE - 4096", SRC, 2 * PAGE, ts - PAGE,
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-	EXPECT_EQ(reject("dst TASK_SIZE", SRC, PAGE, ts, COW_SNAPSHOT_FIXED,
-			 EINVAL), 0);
-}
-
-/* dst over the source: EINVAL, checked before EEXIST. */
-TEST_F(err, fixed_dst_is_start)
-{
-	EXPECT_EQ(reject("dst == start", SRC, self->len, SRC,
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-}
-
-TEST_F(err, fixed_dst_overlaps_source_start)
-{
-	EXPECT_EQ(reject("dst = start - 4096", SRC, self->len, SRC - PAGE,
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-	EXPECT_EQ(reject("dst = start - len + 4096", SRC, self->len,
-			 SRC - self->len + PAGE, COW_SNAPSHOT_FIXED, EINVAL),
-		  0);
-}
-
-TEST_F(err, fixed_dst_overlaps_source_end)
-{
-	EXPECT_EQ(reject("dst = end - 4096", SRC, self->len,
-			 SRC + self->len - PAGE, COW_SNAPSHOT_FIXED, EINVAL),
-		  0);
-	EXPECT_EQ(reject("dst = start + 4096", SRC, self->len, SRC + PAGE,
-			 COW_SNAPSHOT_FIXED, EINVAL), 0);
-}
-
-/* FIXED never replaces: dst on another mapping. */
-TEST_F(err, fixed_dst_on_mapping)
-{
-	char *other = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	ASSERT_NE(other, MAP_FAILED);
-	cow_fill(other, self->len, SEED + 1);
-	watch(other, self->len, SEED + 1);
-	EXPECT_EQ(reject("dst on a mapping", SRC, self->len,
-			 (unsigned long)other, COW_SNAPSHOT_FIXED, EEXIST), 0);
-	EXPECT_EQ(reject("dst inside a mapping", SRC, PAGE,
-			 (unsigned long)other + 3 * PAGE, COW_SNAPSHOT_FIXED,
-			 EEXIST), 0);
-}
-
-/* dst free but for its last page. */
-TEST_F(err, fixed_dst_partly_on_mapping)
-{
-	char *area = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	ASSERT_NE(area, MAP_FAILED);
-	ASSERT_EQ(munmap(area, self->len - PAGE), 0);
-	cow_fill(area + self->len - PAGE, PAGE, SEED + 2);
-	watch(area + self->len - PAGE, PAGE, SEED + 2);
-	EXPECT_EQ(reject("dst's last page mapped", SRC, self->len,
-			 (unsigned long)area, COW_SNAPSHOT_FIXED, EEXIST), 0);
-}
 
 struct low_dst {
 	unsigned long src, dst;
@@ -565,258 +989,6 @@ TEST_F(err, fixed_dst_below_mmap_min_addr)
 		TH_LOG("with CAP_SYS_RAWIO: %s", strerror(errno));
 	if (s != -1)
 		munmap((void *)s, PAGE);
-}
-
-TEST_F(err, start_unmapped)
-{
-	unsigned long hole = free_area(self->len);
-
-	ASSERT_NE(hole, 0);
-	EXPECT_EQ(reject("start unmapped", hole, self->len, 0, 0, ENOMEM), 0);
-	/* Unmapped start, mapped after it. */
-	EXPECT_EQ(reject("start in the gap before", SRC - 2 * PAGE,
-			 4 * PAGE, 0, 0, ENOMEM), 0);
-}
-
-TEST_F(err, hole_in_middle)
-{
-	ASSERT_EQ(munmap(self->src + 3 * PAGE, PAGE), 0);
-	nr_watched = 0;
-	watch(self->src, 3 * PAGE, SEED);
-	EXPECT_EQ(reject("hole at page 3", SRC, self->len, 0, 0, ENOMEM), 0);
-	EXPECT_EQ(reject("hole at page 3, FIXED", SRC, self->len,
-			 free_area(self->len), COW_SNAPSHOT_FIXED, ENOMEM), 0);
-}
-
-TEST_F(err, range_past_vma_end)
-{
-	EXPECT_EQ(reject("one page past the end", SRC, self->len + PAGE, 0, 0,
-			 ENOMEM), 0);
-	EXPECT_EQ(reject("from the middle past the end", SRC + 4 * PAGE,
-			 self->len, 0, 0, ENOMEM), 0);
-}
-
-/* A mapping to snapshot that must be refused as a whole. */
-static char *map_filled(int flags, int fd, size_t len, uint64_t seed)
-{
-	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags, fd, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	cow_fill(p, len, seed);
-	watch(p, len, seed);
-	return p;
-}
-
-TEST_F(err, map_shared_anonymous)
-{
-	char *p = map_filled(MAP_SHARED | MAP_ANONYMOUS, -1, self->len, 7);
-
-	ASSERT_NE(p, NULL);
-	EXPECT_EQ(reject("MAP_SHARED anon", (unsigned long)p, self->len, 0, 0,
-			 EINVAL), 0);
-}
-
-static int memfd(size_t len)
-{
-	int fd = memfd_create("cow_snapshot_errors", MFD_CLOEXEC);
-
-	if (fd >= 0 && ftruncate(fd, len)) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
-TEST_F(err, memfd_private)
-{
-	int fd = memfd(self->len);
-	char *p;
-
-	ASSERT_GE(fd, 0);
-	p = map_filled(MAP_PRIVATE, fd, self->len, 8);
-	ASSERT_NE(p, NULL);
-	EXPECT_EQ(reject("memfd MAP_PRIVATE", (unsigned long)p, self->len, 0,
-			 0, EINVAL), 0);
-}
-
-TEST_F(err, memfd_shared)
-{
-	int fd = memfd(self->len);
-	char *p;
-
-	ASSERT_GE(fd, 0);
-	p = map_filled(MAP_SHARED, fd, self->len, 9);
-	ASSERT_NE(p, NULL);
-	EXPECT_EQ(reject("memfd MAP_SHARED", (unsigned long)p, self->len, 0,
-			 0, EINVAL), 0);
-}
-
-/*
- * MAP_PRIVATE of /dev/zero is anonymous memory with a file attached: it is
- * refused with the file mappings. (A snapshot of it once took no
- * reference on the file: unmapping both sides freed it twice.)
- */
-TEST_F(err, dev_zero_private)
-{
-	int fd = open("/dev/zero", O_RDWR);
-	char *p;
-
-	if (fd < 0)
-		SKIP(return, "/dev/zero: %s", strerror(errno));
-	p = map_filled(MAP_PRIVATE, fd, self->len, 10);
-	close(fd);
-	ASSERT_NE(p, NULL);
-	EXPECT_EQ(reject("/dev/zero MAP_PRIVATE", (unsigned long)p, self->len,
-			 0, 0, EINVAL), 0);
-}
-
-/* This program's own file mapping: file-backed MAP_PRIVATE. */
-TEST_F(err, file_private)
-{
-	unsigned long start, end;
-
-	if (find_file_private(&start, &end))
-		SKIP(return, "no private file mapping in /proc/self/maps");
-	EXPECT_EQ(reject("program file mapping", start, end - start, 0, 0,
-			 EINVAL), 0);
-}
-
-/* A filled, watched 2 MiB hugetlb page; NULL (errno set) without one. */
-static char *map_hugetlb_2m(uint64_t seed)
-{
-	size_t len = 2UL << 20;
-	char *p;
-
-	if (cow_hugetlb_free(2048) < 1) {
-		errno = ENOSPC;
-		return NULL;
-	}
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1,
-		 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	cow_fill(p, len, seed);
-	watch(p, len, seed);
-	return p;
-}
-
-TEST_F(err, hugetlb_private)
-{
-	size_t len = 2UL << 20;
-	char *p = map_hugetlb_2m(10);
-
-	if (!p)
-		SKIP(return, "no 2 MiB hugetlb page: %s", strerror(errno));
-	EXPECT_EQ(reject("hugetlb MAP_PRIVATE", (unsigned long)p, len, 0, 0,
-			 EINVAL), 0);
-}
-
-TEST_F(err, madv_dontfork)
-{
-	ASSERT_EQ(madvise(self->src, self->len, MADV_DONTFORK), 0);
-	EXPECT_EQ(reject("MADV_DONTFORK", SRC, self->len, 0, 0, EINVAL), 0);
-	EXPECT_EQ(reject("MADV_DONTFORK, FIXED", SRC, self->len,
-			 free_area(self->len), COW_SNAPSHOT_FIXED, EINVAL), 0);
-}
-
-/*
- * Private, shared, private: nothing is created, not even for the
- * first VMA.
- */
-TEST_F(err, multi_vma_middle_shared)
-{
-	char *mid = self->src + 3 * PAGE;
-
-	ASSERT_EQ(mmap(mid, 2 * PAGE, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0), mid);
-	nr_watched = 0;
-	watch(self->src, 3 * PAGE, SEED);
-	cow_fill(mid, 2 * PAGE, 11);
-	watch(mid, 2 * PAGE, 11);
-	EXPECT_EQ(reject("private, shared, private", SRC, self->len, 0, 0,
-			 EINVAL), 0);
-	EXPECT_EQ(reject("private, shared, private, FIXED", SRC, self->len,
-			 free_area(self->len), COW_SNAPSHOT_FIXED, EINVAL), 0);
-}
-
-/* Private, DONTFORK, private. */
-TEST_F(err, multi_vma_middle_dontfork)
-{
-	ASSERT_EQ(madvise(self->src + 3 * PAGE, 2 * PAGE, MADV_DONTFORK), 0);
-	EXPECT_EQ(reject("private, dontfork, private", SRC, self->len, 0, 0,
-			 EINVAL), 0);
-}
-
-/* Order: a hole wins over a VMA of the wrong type. */
-TEST_F(err, order_hole_before_type)
-{
-	ASSERT_EQ(mmap(self->src, 4 * PAGE, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
-		  self->src);
-	ASSERT_EQ(munmap(self->src + 4 * PAGE, PAGE), 0);
-	nr_watched = 0;
-	cow_fill(self->src, 4 * PAGE, 12);
-	watch(self->src, 4 * PAGE, 12);
-	EXPECT_EQ(reject("shared then a hole", SRC, self->len, 0, 0, ENOMEM),
-		  0);
-}
-
-/*
- * Order: the source's type and holes win over a busy FIXED dst. (busy is
- * four times the source: dst may not overlap the source even when busy
- * lands right below it.)
- */
-TEST_F(err, order_source_before_eexist)
-{
-	char *busy = mmap(NULL, 4 * self->len, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *shared = map_filled(MAP_SHARED | MAP_ANONYMOUS, -1, self->len,
-				  13);
-
-	ASSERT_NE(busy, MAP_FAILED);
-	ASSERT_NE(shared, NULL);
-	EXPECT_EQ(reject("shared source, busy dst", (unsigned long)shared,
-			 self->len, (unsigned long)busy, COW_SNAPSHOT_FIXED,
-			 EINVAL), 0);
-	EXPECT_EQ(reject("source past its end, busy dst", SRC,
-			 self->len + PAGE, (unsigned long)busy,
-			 COW_SNAPSHOT_FIXED, ENOMEM), 0);
-}
-
-/* Special mappings. */
-TEST_F(err, vdso)
-{
-	unsigned long start, end;
-
-	if (find_mapping("[vdso]", &start, &end))
-		SKIP(return, "no [vdso] in /proc/self/maps");
-	EXPECT_EQ(reject("[vdso]", start, end - start, 0, 0, EINVAL), 0);
-	EXPECT_EQ(reject("[vdso] first page", start, PAGE, 0, 0, EINVAL), 0);
-}
-
-TEST_F(err, vvar)
-{
-	unsigned long start, end;
-
-	if (find_mapping("[vvar]", &start, &end))
-		SKIP(return, "no [vvar] in /proc/self/maps");
-	EXPECT_EQ(reject("[vvar]", start, end - start, 0, 0, EINVAL), 0);
-}
-
-TEST_F(err, map_droppable)
-{
-	char *p = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
-		       MAP_DROPPABLE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED && errno == EINVAL)
-		SKIP(return, "MAP_DROPPABLE not supported");
-	ASSERT_NE(p, MAP_FAILED);
-	/* Not watched: the kernel may drop its pages. */
-	memset(p, 1, self->len);
-	EXPECT_EQ(reject("MAP_DROPPABLE", (unsigned long)p, self->len, 0, 0,
-			 EINVAL), 0);
 }
 
 /*
@@ -912,90 +1084,6 @@ static int no_room_child(void *p)
 TEST_F(err, no_free_range)
 {
 	EXPECT_EQ(in_child(no_room_child, NULL), 0);
-}
-
-/*
- * MADV_COW_UNSHARE errors, and its len == 0.
- */
-TEST_F(err, unshare_unaligned)
-{
-	EXPECT_EQ(unshare_call("addr + 1", self->src + 1, PAGE, -1, EINVAL),
-		  0);
-}
-
-TEST_F(err, unshare_len_wraps)
-{
-	EXPECT_EQ(unshare_call("len -4096", self->src, -PAGE, -1, EINVAL), 0);
-}
-
-TEST_F(err, unshare_len_zero)
-{
-	EXPECT_EQ(unshare_call("len 0", self->src, 0, 0, 0), 0);
-	EXPECT_EQ(unshare_call("len 0, unmapped", (void *)free_area(PAGE), 0,
-			       0, 0), 0);
-}
-
-TEST_F(err, unshare_hugetlb)
-{
-	size_t len = 2UL << 20;
-	char *p = map_hugetlb_2m(14);
-
-	if (!p)
-		SKIP(return, "no 2 MiB hugetlb page: %s", strerror(errno));
-	EXPECT_EQ(unshare_call("hugetlb", p, len, -1, EINVAL), 0);
-}
-
-TEST_F(err, unshare_vvar)
-{
-	unsigned long start, end;
-
-	if (find_mapping("[vvar]", &start, &end))
-		SKIP(return, "no [vvar] in /proc/self/maps");
-	EXPECT_EQ(unshare_call("[vvar] (VM_PFNMAP)", (void *)start,
-			       end - start, -1, EINVAL), 0);
-}
-
-static int hold(void *p)
-{
-	(void)p;
-	return 0;
-}
-
-/*
- * A hole: ENOMEM, but the mapped parts on both sides of it are unshared
- * all the same (a child holds them shared).
- */
-TEST_F(err, unshare_hole)
-{
-	static char after_hole[4 * PAGE];
-	size_t i;
-	int go;
-	pid_t pid;
-
-	ASSERT_EQ(munmap(self->src + 3 * PAGE, PAGE), 0);
-	nr_watched = 0;
-	watch(self->src, 3 * PAGE, SEED);
-	memcpy(after_hole, self->src + 4 * PAGE, sizeof(after_hole));
-	pid = cow_fork_waiter(hold, NULL, &go);
-	ASSERT_GT(pid, 0);
-	for (i = 0; i < SRC_PAGES; i++)
-		if (i != 3)
-			ASSERT_FALSE(cow_pagemap(self->src + i * PAGE) &
-				     PM_MMAP_EXCLUSIVE) TH_LOG("page %zu", i);
-	EXPECT_EQ(unshare_call("hole at page 3", self->src, self->len, -1,
-			       ENOMEM), 0);
-	for (i = 0; i < SRC_PAGES; i++) {
-		uint64_t e = cow_pagemap(self->src + i * PAGE);
-
-		if (i == 3) {
-			EXPECT_FALSE(e & PM_PRESENT);
-			continue;
-		}
-		EXPECT_TRUE(e & PM_MMAP_EXCLUSIVE) TH_LOG("page %zu", i);
-	}
-	EXPECT_EQ(memcmp(after_hole, self->src + 4 * PAGE, sizeof(after_hole)),
-		  0);
-	EXPECT_EQ(cow_checker_result(pid, go), 0);
 }
 
 /*

@@ -44,7 +44,6 @@
 #define PAGE		COW_SUBPAGE
 #define NR_PAGES	8
 #define SEED		7
-#define PM_SWAP		0x4000000000000000ULL	/* bit 62 */
 
 #define KSM_DIR		"/sys/kernel/mm/ksm/"
 /* How long ksmd may take to merge (it runs under TCG here). */
@@ -87,7 +86,7 @@ static int ksm_set(const char *knob, const char *val)
 
 static uint64_t pfn_of(const void *addr)
 {
-	return cow_pagemap(addr) & PM_PFN_MASK;
+	return cow_pfn(addr);
 }
 
 /* The first page of [p, p + NR_PAGES * PAGE) not holding ref_page, or -1. */
@@ -109,7 +108,7 @@ static bool all_at_pfn(const char *p, uint64_t pfn)
 	for (i = 0; i < NR_PAGES; i++) {
 		uint64_t e = cow_pagemap(p + i * PAGE);
 
-		if (!(e & PM_PRESENT) || (e & PM_PFN_MASK) != pfn)
+		if (!(e & PM_PRESENT) || PAGEMAP_PFN(e) != pfn)
 			return false;
 	}
 	return true;
@@ -291,7 +290,7 @@ static uint64_t present_pfn(const void *addr)
 {
 	uint64_t e = cow_pagemap(addr);
 
-	return e & PM_PRESENT ? e & PM_PFN_MASK : 0;
+	return e & PM_PRESENT ? PAGEMAP_PFN(e) : 0;
 }
 
 /*
@@ -364,7 +363,7 @@ TEST_F_TIMEOUT(ksm, present_ksm_page_copied, 300)
 	for (i = 0; i < NR_PAGES; i++) {
 		e = cow_pagemap(self->snap + i * PAGE);
 		EXPECT_TRUE(e & PM_PRESENT) TH_LOG("page %d not copied at the call", i);
-		EXPECT_NE(e & PM_PFN_MASK, kpfn)
+		EXPECT_NE(PAGEMAP_PFN(e), kpfn)
 			TH_LOG("page %d: the snapshot maps the KSM page %#llx",
 			       i, (unsigned long long)kpfn);
 	}
@@ -416,7 +415,7 @@ TEST_F_TIMEOUT(ksm, swapped_ksm_page_found_at_snapshot, 300)
 	EXPECT_EQ(memcmp(self->snap, ref_page, PAGE), 0);
 	e = cow_pagemap(self->snap);
 	ASSERT_TRUE(e & PM_PRESENT);
-	TH_LOG("the snapshot maps %s", (e & PM_PFN_MASK) == kpfn ?
+	TH_LOG("the snapshot maps %s", PAGEMAP_PFN(e) == kpfn ?
 	       "the KSM page from the swap cache" : "a copy");
 	/* Let go of the pipe's reference, which would fail migration. */
 	close(self->pipe[1]);

@@ -61,7 +61,7 @@ static double now_s(void)
 
 static uint64_t pfn(const void *addr)
 {
-	return cow_pagemap(addr) & PM_PFN_MASK;
+	return cow_pfn(addr);
 }
 
 /* An entry of a /proc/kpage* file for @pfn; ~0 when it cannot be read. */

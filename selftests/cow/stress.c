@@ -1476,7 +1476,7 @@ static int run_mode(bool async, unsigned long long seed,
 	st.deadline = secs;
 	st.ops_deadline = st.deadline + OPS_GRACE;
 
-	st.pmd = cow_pmd_size() ?: 2UL << 20;
+	st.pmd = read_pmd_pagesize() ?: 2UL << 20;
 	pthread_mutex_init(&st.print, NULL);
 	pthread_mutex_init(&st.scratch.lock, NULL);
 	for (i = 0; i < NR_STRIPES; i++)

@@ -48,7 +48,7 @@ struct thp_region {
 static bool thp_region_setup(struct __test_metadata *_metadata,
 			     struct thp_region *r, const char *mode)
 {
-	r->pmd = cow_pmd_size();
+	r->pmd = read_pmd_pagesize();
 	if (!r->pmd)
 		SKIP(return false, "THP not supported by this kernel");
 	if (access(COW_THP_MODE_PATH, F_OK))
