@@ -70,9 +70,11 @@ stock_git() {
 		step "committing the pristine tree to $repo (once per source)" >&2
 		rm -rf "$repo"
 		git init -q --bare "$repo"
-		GIT_DIR=$repo GIT_WORK_TREE=$tree git add -A -f . ':!.cowlab-base'
-		GIT_DIR=$repo GIT_WORK_TREE=$tree git -c user.name=cowlab \
-			-c user.email=cowlab@localhost commit -q -m "$want"
+		GIT_DIR=$repo GIT_WORK_TREE=$tree GIT_CONFIG_GLOBAL=/dev/null \
+			git add -A -f . ':!.cowlab-base'
+		GIT_DIR=$repo GIT_WORK_TREE=$tree GIT_CONFIG_GLOBAL=/dev/null \
+			git -c user.name=cowlab -c user.email=cowlab@localhost \
+			commit -q -m "$want"
 		echo "$want" >"$stamp"
 	fi
 	printf '%s\n' "$repo"

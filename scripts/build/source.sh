@@ -59,16 +59,21 @@ stamp=.cowlab-series
 want=$(series_patches patches | while read -r p; do echo "$p $(patch_md5 "patches/$p")"; done)
 have=$(cat "$stamp" 2>/dev/null || true)
 [ "$have" = "$want" ] && [ -n "$want" ] && exit 0
+# keep: the last patch of the longest common prefix of the two lists.
 keep=""
-while read -r line; do
-	[ -n "$line" ] || continue
-	grep -qxF -- "$line" <<<"$want" || break
-	keep=${line%% *}
-done <<<"$have"
-# The tree must hold exactly the unchanged prefix before pushing again.
-if [ -n "$keep" ] && quilt applied 2>/dev/null | grep -qx "patches/$keep"; then
-	if [ "$(quilt top 2>/dev/null)" != "patches/$keep" ]; then
-		run_logged "$log" quilt pop -f "patches/$keep"
+mapfile -t had <<<"$have"
+mapfile -t wanted <<<"$want"
+for i in "${!had[@]}"; do
+	if [ -z "${had[$i]}" ] || [ "${had[$i]}" != "${wanted[$i]:-}" ]; then
+		break
+	fi
+	keep=${had[$i]%% *}
+done
+# The tree must hold exactly the unchanged prefix before pushing again
+# (quilt names the patches without the patches/ directory).
+if [ -n "$keep" ] && quilt applied 2>/dev/null | grep -qxF -- "$keep"; then
+	if [ "$(quilt top 2>/dev/null)" != "$keep" ]; then
+		run_logged "$log" quilt pop -f "$keep"
 	fi
 elif quilt applied >/dev/null 2>&1; then
 	run_logged "$log" quilt pop -a -f

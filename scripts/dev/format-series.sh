@@ -3,9 +3,10 @@
 # `git format-patch` form ("[PATCH n/m]" subjects, function names in hunk
 # headers, index lines), a cover letter 0000-cover-letter.patch with a
 # fresh shortlog and diffstat, and the series file naming the new files.
-# What a patch changes, its author and its message are kept; git rewrites
-# the rest by applying the series to the pristine files and formatting it.
-# The cover letter's subject and text are kept from the old one.
+# What a patch changes, its author, date and message are kept (read with
+# git mailinfo); git rewrites the rest by applying the series to the
+# pristine files and formatting it. The cover letter's subject and text
+# are kept from the old one.
 # Usage: format-series.sh BASE_TREE [DIR]
 #   BASE_TREE  the pristine kernel tree
 #   DIR        the patch directory (default patches/; lint passes a copy)
@@ -21,8 +22,11 @@ trap 'rm -rf "$tmp"' EXIT
 mapfile -t series < <(series_patches "$dir")
 [ "${#series[@]}" -gt 0 ] || die "$dir/series lists no patches"
 
-export GIT_COMMITTER_NAME="cowlab developers" GIT_COMMITTER_EMAIL="dev@cowlab.invalid"
-export GIT_COMMITTER_DATE="2026-12-02T00:00:00Z"
+# The same output on every machine: no user or system git configuration.
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
+export GIT_AUTHOR_NAME="cowlab developers" GIT_AUTHOR_EMAIL="dev@cowlab.invalid"
+export GIT_COMMITTER_NAME=$GIT_AUTHOR_NAME GIT_COMMITTER_EMAIL=$GIT_AUTHOR_EMAIL
+export GIT_AUTHOR_DATE="2026-12-02T00:00:00Z" GIT_COMMITTER_DATE="2026-12-02T00:00:00Z"
 g() { git -C "$tmp/tree" -c core.autocrlf=false -c init.defaultBranch=main "$@"; }
 
 # The pristine version of every file the series touches, and the kernel's
@@ -39,41 +43,26 @@ g init -q
 g add -A
 g commit -q -m base
 
-# A patch's header: author, date, subject without its [PATCH ...] prefix,
-# and the message up to the "---" line or the first diff line.
-header() {
-	awk -v out="$2" '
-	NR == 1 && /^From [0-9a-f]+ / { next }
-	!msg && /^From: / { sub(/^From: /, ""); print > (out ".author"); next }
-	!msg && /^Date: / { sub(/^Date: /, ""); print > (out ".date"); next }
-	!msg && /^Subject: / {
-		sub(/^Subject: (\[[^]]*\] )?/, ""); subj = $0
-		# A long subject is folded onto lines that start with a space.
-		while ((getline) > 0 && /^[ \t]/)
-			subj = subj $0
-		print subj > (out ".msg")
-		print "" > (out ".msg")
-		if ($0 != "")
-			print > (out ".msg")
-		msg = 1
-		next
-	}
-	msg && (/^---$/ || /^(diff |--- a\/|--- \/dev\/null|Index: )/) { exit }
-	msg { print > (out ".msg") }
-	' "$1"
-	if [ ! -s "$2.author" ] || [ ! -s "$2.msg" ]; then
+# mailinfo FILE: its header fields into $tmp/info (field NAME reads one),
+# its message into $tmp/msg: the subject without [PATCH ...], a blank line,
+# the body up to "---".
+field() { sed -n "s/^$1: //p" "$tmp/info"; }
+mailinfo() {
+	git mailinfo -u "$tmp/body" "$tmp/diff" <"$1" >"$tmp/info" ||
+		die "$1: git mailinfo cannot read its header"
+	if [ -z "$(field Author)" ] || [ -z "$(field Subject)" ]; then
 		die "$1: no From: or Subject: line"
 	fi
+	{ field Subject; echo; cat "$tmp/body"; } >"$tmp/msg"
 }
 
 for p in "${series[@]}"; do
-	header "$dir/$p" "$tmp/h"
+	mailinfo "$dir/$p"
 	g apply --index --whitespace=nowarn "$dir/$p" ||
 		die "$dir/$p does not apply on top of the patches before it"
-	GIT_AUTHOR_DATE=$(cat "$tmp/h.date" 2>/dev/null || echo "$GIT_COMMITTER_DATE") \
-		g commit -q --allow-empty-message --cleanup=verbatim \
-		--author="$(cat "$tmp/h.author")" -F "$tmp/h.msg"
-	rm -f "$tmp/h".*
+	date=$(field Date)
+	GIT_AUTHOR_DATE=${date:-$GIT_AUTHOR_DATE} g commit -q --allow-empty-message \
+		--cleanup=verbatim --author="$(field Author) <$(field Email)>" -F "$tmp/msg"
 done
 
 mkdir -p "$tmp/out"
@@ -81,17 +70,24 @@ g format-patch -q --cover-letter --numbered --zero-commit --no-signature \
 	--subject-prefix=PATCH -o "$tmp/out" main~"${#series[@]}"..main
 
 # The cover letter: the old one's subject and text, git's shortlog and stat.
+# The text is what comes after the header up to the old shortlog, whose
+# first line is "AUTHOR (N):" for one of the series' authors.
 new=$tmp/out/$cover
 if [ -f "$dir/$cover" ]; then
-	subject=$(sed -n 's/^Subject: \[PATCH [0-9]*\/[0-9]*\] //p' "$dir/$cover" | head -n 1)
-	awk '/^Subject: / { s = 1; getline; next }
-	     s && /^[^ ].* \([0-9]+\):$/ { exit }
-	     s' "$dir/$cover" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' >"$tmp/blurb"
-	awk -v subj="$subject" -v blurb="$tmp/blurb" '
-	/\*\*\* SUBJECT HERE \*\*\*/ { sub(/\*\*\* SUBJECT HERE \*\*\*/, subj) }
+	mailinfo "$dir/$cover"
+	g log --format=%an main~"${#series[@]}"..main | sort -u >"$tmp/authors"
+	AUTHORS=$tmp/authors awk '
+	BEGIN { while ((getline a < ENVIRON["AUTHORS"]) > 0) author[a] = 1 }
+	/ \([0-9]+\):$/ { a = $0; sub(/ \([0-9]+\):$/, "", a); if (a in author) exit }
+	{ print }' "$tmp/body" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' >"$tmp/blurb"
+	SUBJ=$(field Subject) BLURB=$tmp/blurb awk '
 	/^\*\*\* BLURB HERE \*\*\*$/ {
-		while ((getline l < blurb) > 0) print l
+		while ((getline l < ENVIRON["BLURB"]) > 0)
+			print l
 		next
+	}
+	(i = index($0, "*** SUBJECT HERE ***")) {
+		$0 = substr($0, 1, i - 1) ENVIRON["SUBJ"] substr($0, i + 20)
 	}
 	{ print }' "$new" >"$new.tmp"
 	mv "$new.tmp" "$new"
@@ -107,7 +103,10 @@ if [ "$dir" = "$(abspath patches)" ] && [ -f "$stamp" ] &&
 	in_sync=1
 fi
 
-rm -f "$dir"/*.patch
+# Only the old series' files and the cover letter are replaced.
+for p in "${series[@]}" "$cover"; do
+	rm -f "${dir:?}/$p"
+done
 cp "$tmp/out"/*.patch "$dir/"
 (cd "$tmp/out" && printf '%s\n' *.patch | grep -vxF "$cover") >"$dir/series"
 note "$dir: ${#series[@]} patches and the cover letter in git format-patch form"

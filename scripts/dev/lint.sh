@@ -17,6 +17,7 @@ bad() { printf 'lint: FAIL: %s\n' "$*"; fail=1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mapfile -t series < <(series_patches patches)
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 cover=patches/0000-cover-letter.patch
 
 step "checkpatch --strict on ${#series[@]} patch(es)"

@@ -508,6 +508,21 @@ static inline int cow_vmas_in(const void *start, const void *end,
 	return n;
 }
 
+/* Say where two texts of /proc/self/maps, @before and @after, first differ. */
+static inline void cow_maps_diff(const char *what, const char *before,
+				 const char *after)
+{
+	size_t i = 0, b;
+
+	while (before[i] && before[i] == after[i])
+		i++;
+	for (b = i; b && before[b - 1] != '\n'; b--)
+		;
+	ksft_print_msg("%s: /proc/self/maps changed at\n#  before: %.*s\n#  after:  %.*s\n",
+		       what, (int)strcspn(before + b, "\n"), before + b,
+		       (int)strcspn(after + b, "\n"), after + b);
+}
+
 /* The lines of /proc/self/maps that intersect [start, end), in @buf. */
 static inline int cow_maps_text(const void *start, const void *end,
 				char *buf, size_t size)

@@ -111,21 +111,6 @@ static void watch(const void *p, size_t len, uint64_t seed)
 		watched[nr_watched++] = (struct watch){ p, len, seed };
 }
 
-/* Say where two maps texts first differ. */
-static void maps_diff(const char *what)
-{
-	size_t i = 0, b;
-
-	while (maps_before[i] && maps_before[i] == maps_after[i])
-		i++;
-	for (b = i; b && maps_before[b - 1] != '\n'; b--)
-		;
-	ksft_print_msg("%s: /proc/self/maps changed at\n#  before: %.*s\n#  after:  %.*s\n",
-		       what, (int)strcspn(maps_before + b, "\n"),
-		       maps_before + b, (int)strcspn(maps_after + b, "\n"),
-		       maps_after + b);
-}
-
 /* Everything watched still holds its pattern; else say what, 1. */
 static int watched_ok(const char *what)
 {
@@ -167,7 +152,7 @@ static int check_call(const char *what, long ret, int err, long want_ret,
 		ksft_print_msg("%s: cannot read /proc/self/maps\n", what);
 		bad = 1;
 	} else if (n0 != n1 || memcmp(maps_before, maps_after, n0)) {
-		maps_diff(what);
+		cow_maps_diff(what, maps_before, maps_after);
 		bad = 1;
 	}
 	if (v0 != v1) {
@@ -1540,7 +1525,7 @@ TEST_F_TIMEOUT(fuzz, random_arguments, 150)
 	EXPECT_EQ(v1 - v0, (long long)pages);
 	EXPECT_EQ(n0, n1);
 	if (n0 == n1 && memcmp(maps_before, maps_after, n0)) {
-		maps_diff("after the run");
+		cow_maps_diff("after the run", maps_before, maps_after);
 		EXPECT_TRUE(false);
 	}
 	EXPECT_EQ(watched_ok("after the run"), 0);

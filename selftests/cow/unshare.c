@@ -540,21 +540,6 @@ FIXTURE_VARIANT_ADD(bad_unshare, vvar) {
 	.target = UN_VVAR, .whole = true, .ret = -1, .err = EINVAL,
 };
 
-/* The first line of /proc/self/maps that differs, said. */
-static void maps_diff(const char *what)
-{
-	size_t i = 0, b;
-
-	while (maps_before[i] && maps_before[i] == maps_after[i])
-		i++;
-	for (b = i; b && maps_before[b - 1] != '\n'; b--)
-		;
-	ksft_print_msg("%s: /proc/self/maps changed at\n#  before: %.*s\n#  after:  %.*s\n",
-		       what, (int)strcspn(maps_before + b, "\n"),
-		       maps_before + b, (int)strcspn(maps_after + b, "\n"),
-		       maps_after + b);
-}
-
 FIXTURE_SETUP(bad_unshare)
 {
 	unsigned long start = 0, end = 0;
@@ -642,7 +627,7 @@ TEST_F(bad_unshare, changes_nothing)
 	ASSERT_GT(n1, 0);
 	EXPECT_EQ(n0, n1);
 	if (n0 == n1 && memcmp(maps_before, maps_after, n0)) {
-		maps_diff("MADV_COW_UNSHARE");
+		cow_maps_diff("MADV_COW_UNSHARE", maps_before, maps_after);
 		EXPECT_TRUE(false);
 	}
 	EXPECT_EQ(v1, v0) TH_LOG("%s changed", COUNTER);
@@ -972,7 +957,7 @@ TEST_F_TIMEOUT(hole, enomem_and_mapped_parts_unshared, 120)
 	ASSERT_GT(n0, 0);
 	EXPECT_EQ(n0, n1);
 	if (n0 == n1 && memcmp(maps_before, maps_after, n0)) {
-		maps_diff("hole at page 2");
+		cow_maps_diff("hole at page 2", maps_before, maps_after);
 		EXPECT_TRUE(false);
 	}
 	EXPECT_EQ(v1, v0) TH_LOG("%s changed", COUNTER);
