@@ -20,6 +20,7 @@ obj=$tree-obj
 res=$top/out/bisect-check.txt
 mapfile -t series < <(series_patches patches)
 n=${#series[@]}
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 repo=$(stock_git "$src")
 
 step "checking out the pristine source to $tree and applying the series with git am"
@@ -41,7 +42,8 @@ for i in "${!series[@]}"; do
 		echo "ok $((i + 1)) ${series[$i]}" >>"$res"
 	else
 		echo "not ok $((i + 1)) ${series[$i]} (log: out/build/kernel-$(basename "$obj").log)" >>"$res"
-		cp "out/build/kernel-$(basename "$obj").log" "out/bisect-check-$((i + 1)).log"
+		log=out/build/kernel-$(basename "$obj").log
+		[ ! -f "$log" ] || cp "$log" "out/bisect-check-$((i + 1)).log"
 		fail=1
 	fi
 done
