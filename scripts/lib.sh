@@ -44,6 +44,26 @@ series_patches() {
 	grep -v '^#' "$1/series" | sed '/^$/d'
 }
 
+# series_files DIR: every file the series of DIR touches or adds, relative
+# to the tree, once each.
+series_files() {
+	local p
+	series_patches "$1" | while read -r p; do
+		grep -hE '^(\+\+\+ b|--- a)/' "$1/$p"
+	done | sed -E 's#^(\+\+\+ b|--- a)/##' | sort -u
+}
+
+# copy_pristine BASE DEST: the files named on stdin that BASE has, copied
+# from BASE to the same paths under DEST.
+copy_pristine() {
+	local f
+	while read -r f; do
+		[ -f "$1/$f" ] || continue
+		mkdir -p "$2/$(dirname "$f")"
+		cp "$1/$f" "$2/$f"
+	done
+}
+
 # patch_md5 FILE: a checksum of what the patch changes, not of how it is
 # written: the file and hunk lines only, without git's diff/index lines and
 # the function names of hunk headers. A patch that quilt refreshed and the

@@ -32,12 +32,7 @@ g() { git -C "$tmp/tree" -c core.autocrlf=false -c init.defaultBranch=main "$@";
 # The pristine version of every file the series touches, and the kernel's
 # .gitattributes (diff=cpp: C function names in hunk headers).
 mkdir -p "$tmp/tree"
-grep -hE '^(\+\+\+ b|--- a)/' "${series[@]/#/$dir/}" | sed -E 's#^(\+\+\+ b|--- a)/##' |
-	sort -u | while read -r f; do
-		[ -f "$base/$f" ] || continue
-		mkdir -p "$tmp/tree/$(dirname "$f")"
-		cp "$base/$f" "$tmp/tree/$f"
-	done
+series_files "$dir" | copy_pristine "$base" "$tmp/tree"
 cp "$base/.gitattributes" "$tmp/tree/.gitattributes"
 g init -q
 g add -A

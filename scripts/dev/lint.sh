@@ -36,18 +36,12 @@ step "shellcheck"
 scripts=(scripts/*.sh scripts/*/*.sh initramfs/init initramfs/*.sh .ci/run)
 shellcheck -x "${scripts[@]}" || bad "shellcheck"
 
-# Every file the series touches or adds, relative to the tree.
-grep -hE '^(\+\+\+ b|--- a)/' "${series[@]/#/patches/}" | sed -E 's#^(\+\+\+ b|--- a)/##' |
-	sort -u >"$tmp/files"
+series_files patches >"$tmp/files"
 
 step "series applies to the pristine tree with zero fuzz, at no offset"
 # Only the files the series touches are copied into a scratch tree.
 mkdir -p "$tmp/tree"
-while read -r f; do
-	[ -f "$src/$f" ] || continue
-	mkdir -p "$tmp/tree/$(dirname "$f")"
-	cp "$src/$f" "$tmp/tree/$f"
-done <"$tmp/files"
+copy_pristine "$src" "$tmp/tree" <"$tmp/files"
 for p in "${series[@]}"; do
 	if ! out=$(patch -d "$tmp/tree" -p1 -F0 -N --no-backup-if-mismatch \
 		-i "$top/patches/$p" 2>&1); then
