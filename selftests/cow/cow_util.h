@@ -335,6 +335,27 @@ static inline unsigned long cow_read_ulong(const char *path)
 	return v;
 }
 
+/* The KSM knobs: /sys/kernel/mm/ksm/KNOB (@knob's path in a static buffer). */
+#define COW_KSM_DIR	"/sys/kernel/mm/ksm/"
+
+static inline char *cow_ksm_path(const char *knob)
+{
+	static char path[128];
+
+	snprintf(path, sizeof(path), COW_KSM_DIR "%s", knob);
+	return path;
+}
+
+static inline unsigned long cow_ksm_get(const char *knob)
+{
+	return cow_read_ulong(cow_ksm_path(knob));
+}
+
+static inline int cow_ksm_set(const char *knob, const char *val)
+{
+	return cow_write_file(cow_ksm_path(knob), val);
+}
+
 /* Free hugetlb pages of the given size (in KiB). */
 static inline unsigned long cow_hugetlb_free(unsigned long kb)
 {

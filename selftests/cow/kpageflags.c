@@ -23,7 +23,6 @@
 #define PAGE		COW_SUBPAGE
 #define KPF_ANON	12
 #define KPF_KSM		21
-#define KSM_DIR		"/sys/kernel/mm/ksm/"
 /* How long ksmd may take to merge two pages (it runs under TCG here). */
 #define KSM_WAIT_S	60
 
@@ -115,14 +114,6 @@ FIXTURE(ksm) {
 	char *mem;
 };
 
-static int ksm_set(const char *knob, const char *val)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), KSM_DIR "%s", knob);
-	return cow_write_file(path, val);
-}
-
 /* Both pages of @mem map one page frame. */
 static bool merged(const char *mem)
 {
@@ -134,20 +125,18 @@ static bool merged(const char *mem)
 FIXTURE_SETUP(ksm)
 {
 	const char *why = kpageflags_usable();
-	char path[128];
 	size_t i;
 
 	self->mem = MAP_FAILED;
 	memset(self->knob, 0, sizeof(self->knob));
 	if (why)
 		SKIP(return, "%s", why);
-	if (access(KSM_DIR "run", W_OK))
+	if (access(COW_KSM_DIR "run", W_OK))
 		SKIP(return, "KSM not in this kernel (or not root)");
-	for (i = 0; i < ARRAY_SIZE(ksm_knobs); i++) {
-		snprintf(path, sizeof(path), KSM_DIR "%s", ksm_knobs[i]);
-		if (cow_read_line(path, self->knob[i], sizeof(self->knob[i])))
+	for (i = 0; i < ARRAY_SIZE(ksm_knobs); i++)
+		if (cow_read_line(cow_ksm_path(ksm_knobs[i]), self->knob[i],
+				  sizeof(self->knob[i])))
 			self->knob[i][0] = '\0';
-	}
 
 	self->mem = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -166,15 +155,15 @@ static bool ksm_merge(const char *mem)
 {
 	struct timespec t0, t;
 
-	if (ksm_set("use_zero_pages", "0") || ksm_set("pages_to_scan", "10000") ||
-	    ksm_set("sleep_millisecs", "0") || ksm_set("run", "1"))
+	if (cow_ksm_set("use_zero_pages", "0") || cow_ksm_set("pages_to_scan", "10000") ||
+	    cow_ksm_set("sleep_millisecs", "0") || cow_ksm_set("run", "1"))
 		return false;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	do {
 		usleep(10000);
 		clock_gettime(CLOCK_MONOTONIC, &t);
 	} while (!merged(mem) && t.tv_sec - t0.tv_sec < KSM_WAIT_S);
-	return !ksm_set("run", "0") && merged(mem);
+	return !cow_ksm_set("run", "0") && merged(mem);
 }
 
 FIXTURE_TEARDOWN(ksm)
@@ -186,7 +175,7 @@ FIXTURE_TEARDOWN(ksm)
 	/* run last: the others are only written while ksmd is stopped. */
 	for (i = ARRAY_SIZE(ksm_knobs); i-- > 0;)
 		if (self->knob[i][0])
-			ksm_set(ksm_knobs[i], self->knob[i]);
+			cow_ksm_set(ksm_knobs[i], self->knob[i]);
 }
 
 TEST_F(ksm, merged_page_is_ksm)

@@ -45,7 +45,6 @@
 #define NR_PAGES	8
 #define SEED		7
 
-#define KSM_DIR		"/sys/kernel/mm/ksm/"
 /* How long ksmd may take to merge (it runs under TCG here). */
 #define KSM_WAIT_S	120
 
@@ -64,24 +63,6 @@ static void make_ref_page(uint64_t seed)
 
 	for (i = 0; i < PAGE / 8; i++)
 		w[i] = (seed * 0x9e3779b97f4a7c15ULL) ^ (i * 0xbf58476d1ce4e5b9ULL);
-}
-
-static char *ksm_path(const char *knob)
-{
-	static char path[128];
-
-	snprintf(path, sizeof(path), KSM_DIR "%s", knob);
-	return path;
-}
-
-static unsigned long ksm_get(const char *knob)
-{
-	return cow_read_ulong(ksm_path(knob));
-}
-
-static int ksm_set(const char *knob, const char *val)
-{
-	return cow_write_file(ksm_path(knob), val);
 }
 
 static uint64_t pfn_of(const void *addr)
@@ -171,23 +152,23 @@ FIXTURE_SETUP(ksm)
 	self->pipe[1] = -1;
 	if (!cow_snapshot_present())
 		SKIP(return, COW_NO_SNAPSHOT);
-	if (access(KSM_DIR "run", W_OK))
+	if (access(COW_KSM_DIR "run", W_OK))
 		SKIP(return, "KSM not in this kernel (or not root)");
 	if (!swap_on())
 		SKIP(return, "no swap device for MADV_PAGEOUT");
 	make_ref_page(SEED);
 
 	for (i = 0; i < ARRAY_SIZE(ksm_knobs); i++)
-		if (cow_read_line(ksm_path(ksm_knobs[i]), self->knob[i],
+		if (cow_read_line(cow_ksm_path(ksm_knobs[i]), self->knob[i],
 				  sizeof(self->knob[i])))
 			self->knob[i][0] = '\0';
-	ASSERT_EQ(ksm_set("run", "0"), 0);
-	ASSERT_EQ(ksm_set("pages_to_scan", "10000"), 0);
-	ASSERT_EQ(ksm_set("sleep_millisecs", "0"), 0);
+	ASSERT_EQ(cow_ksm_set("run", "0"), 0);
+	ASSERT_EQ(cow_ksm_set("pages_to_scan", "10000"), 0);
+	ASSERT_EQ(cow_ksm_set("sleep_millisecs", "0"), 0);
 	if (self->knob[3][0])
-		ASSERT_EQ(ksm_set("smart_scan", "0"), 0);
+		ASSERT_EQ(cow_ksm_set("smart_scan", "0"), 0);
 	if (self->knob[4][0])
-		ASSERT_EQ(ksm_set("use_zero_pages", "0"), 0);
+		ASSERT_EQ(cow_ksm_set("use_zero_pages", "0"), 0);
 
 	self->len = NR_PAGES * PAGE;
 	self->src = mmap(NULL, self->len, PROT_READ | PROT_WRITE,
@@ -215,10 +196,10 @@ FIXTURE_TEARDOWN(ksm)
 	if (self->src && self->src != MAP_FAILED)
 		munmap(self->src, self->len);
 	/* ksmd stopped first, then the rest as it was. */
-	ksm_set("run", "0");
+	cow_ksm_set("run", "0");
 	for (i = ARRAY_SIZE(ksm_knobs) - 1; i >= 0; i--)
 		if (self->knob[i][0])
-			ksm_set(ksm_knobs[i], self->knob[i]);
+			cow_ksm_set(ksm_knobs[i], self->knob[i]);
 }
 
 typedef bool (*ksm_pred)(struct _test_data_ksm *self);
@@ -236,39 +217,39 @@ static bool ksm_run_until(struct _test_data_ksm *self, ksm_pred done)
 	time_t end = time(NULL) + KSM_WAIT_S;
 	bool ok = false, held = false;
 
-	if (ksm_set("run", "1"))
+	if (cow_ksm_set("run", "1"))
 		return false;
 	while (time(NULL) < end) {
 		if (!done(self)) {
 			held = false;
 		} else if (!held) {
 			held = true;
-			scans = ksm_get("full_scans");
-		} else if (ksm_get("full_scans") >= scans + 2) {
+			scans = cow_ksm_get("full_scans");
+		} else if (cow_ksm_get("full_scans") >= scans + 2) {
 			ok = true;
 			break;
 		}
 		usleep(10000);
 	}
 	/* Once this returns ksmd is between batches and stays there. */
-	ksm_set("run", "0");
+	cow_ksm_set("run", "0");
 	return ok;
 }
 
 /* Run ksmd for @n more full scans, then stop it; false on a timeout. */
 static bool ksm_run_scans(unsigned long n)
 {
-	unsigned long want = ksm_get("full_scans") + n;
+	unsigned long want = cow_ksm_get("full_scans") + n;
 	time_t end = time(NULL) + KSM_WAIT_S;
 	bool ok = false;
 
-	if (ksm_set("run", "1"))
+	if (cow_ksm_set("run", "1"))
 		return false;
 	while (time(NULL) < end && !ok) {
-		ok = ksm_get("full_scans") >= want;
+		ok = cow_ksm_get("full_scans") >= want;
 		usleep(10000);
 	}
-	ksm_set("run", "0");
+	cow_ksm_set("run", "0");
 	return ok;
 }
 
@@ -354,7 +335,7 @@ TEST_F_TIMEOUT(ksm, present_ksm_page_copied, 300)
 	ASSERT_TRUE(ksm_run_until(self, src_merged))
 		TH_LOG("ksmd did not merge the source in %ds", KSM_WAIT_S);
 	kpfn = pfn_of(self->src);
-	ASSERT_GE(ksm_get("pages_sharing"), NR_PAGES - 1);
+	ASSERT_GE(cow_ksm_get("pages_sharing"), NR_PAGES - 1);
 
 	self->snap = (char *)cow_snapshot_sys((unsigned long)self->src,
 					      self->len, 0, 0);
@@ -437,7 +418,7 @@ TEST_F_TIMEOUT(ksm, merged_after_snapshot_migrated_alike, 300)
 	unsigned long sharing0;
 	int i;
 
-	sharing0 = ksm_get("pages_sharing");
+	sharing0 = cow_ksm_get("pages_sharing");
 	self->snap = (char *)cow_snapshot_sys((unsigned long)self->src,
 					      self->len, 0, 0);
 	ASSERT_NE(self->snap, MAP_FAILED) TH_LOG("cow_snapshot: %s",
@@ -460,7 +441,7 @@ TEST_F_TIMEOUT(ksm, merged_after_snapshot_migrated_alike, 300)
 				TH_LOG("page %d merged with page 0", i);
 	}
 	/* Stale KSM pages of earlier tests may go; none of ours came. */
-	EXPECT_LE(ksm_get("pages_sharing"), sharing0);
+	EXPECT_LE(cow_ksm_get("pages_sharing"), sharing0);
 	EXPECT_EQ(bad_page(self->src), -1);
 	EXPECT_EQ(bad_page(self->snap), -1);
 	expect_migrated_alike(_metadata, self);
@@ -492,7 +473,7 @@ TEST_F_TIMEOUT(ksm, snapshot_copies_remerged_migrated_alike, 300)
 		TH_LOG("ksmd did not merge the snapshot's copies in %ds",
 		       KSM_WAIT_S);
 	EXPECT_EQ(pfn_of(self->src), kpfn) TH_LOG("the KSM page changed");
-	EXPECT_GE(ksm_get("pages_sharing"), 2 * NR_PAGES - 1);
+	EXPECT_GE(cow_ksm_get("pages_sharing"), 2 * NR_PAGES - 1);
 	EXPECT_EQ(bad_page(self->src), -1);
 	EXPECT_EQ(bad_page(self->snap), -1);
 	expect_migrated_alike(_metadata, self);
